@@ -1,0 +1,5 @@
+//! The `ferromq` command-line tool.
+
+fn main() {
+    eprintln!("ferromq {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,55 @@
+//! # ferromq
+//!
+//! ZeroMQ reimplemented in pure Rust: ZMTP 3.1 on the wire (byte-compatible with libzmq 4.3),
+//! a background I/O thread per [`Context`] built on `mio`, and a synchronous API that is a
+//! drop-in for the [`zmq`](https://docs.rs/zmq/0.10) crate:
+//!
+//! ```toml
+//! [dependencies]
+//! zmq = { package = "ferromq", version = "0.1" }
+//! ```
+//!
+//! ```
+//! let ctx = ferromq::Context::new();
+//! let pull = ctx.socket(ferromq::PULL).unwrap();
+//! pull.bind("tcp://127.0.0.1:*").unwrap();
+//! let endpoint = pull.get_last_endpoint().unwrap().unwrap();
+//! let push = ctx.socket(ferromq::PUSH).unwrap();
+//! push.connect(&endpoint).unwrap();
+//! push.send("hello", 0).unwrap();
+//! assert_eq!(pull.recv_bytes(0).unwrap(), b"hello");
+//! ```
+//!
+//! Layers (see `zmtp-spec/` and each module's docs):
+//! - [`proto`]: the sans-IO ZMTP codec and handshake (no sockets, threads or clocks);
+//! - [`pattern`]: pipes and the routing helpers that socket types are composed from;
+//! - `engine`: the mio I/O thread that drives connections;
+//! - [`Context`], [`Socket`], [`Message`], [`Error`]: the public, zmq-compatible API.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod message;
+pub mod metadata;
+pub mod pattern;
+pub mod proto;
+pub mod socket_type;
+
+pub use error::{Error, Result};
+pub use message::Message;
+pub use metadata::Metadata;
+pub use socket_type::SocketType;
+pub use socket_type::SocketType::*;
+
+/// Flag for send and receive methods: do not block, return [`Error::EAGAIN`] instead.
+pub const DONTWAIT: i32 = 1;
+/// Flag for send methods: more frames of this multipart message follow.
+pub const SNDMORE: i32 = 2;
+
+/// Returns the ZeroMQ version this library is compatible with, as `(major, minor, patch)`.
+///
+/// ferromq speaks the wire protocol of libzmq 4.3, so it reports 4.3.4 like the libzmq that
+/// the `zmq` crate bundles.
+pub fn version() -> (i32, i32, i32) {
+    (4, 3, 4)
+}

@@ -1,0 +1,262 @@
+//! [`Message`]: one frame of a (possibly multipart) message, compatible with `zmq::Message`.
+//!
+//! A message is backed by [`bytes::Bytes`] so that it passes from the network to the user,
+//! and from the user through inproc pipes or to `writev`, without copying. Mutable access
+//! (`DerefMut`) copies on write only when the buffer is shared.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::metadata::Metadata;
+
+#[derive(Clone)]
+enum Data {
+    Shared(Bytes),
+    Owned(Vec<u8>),
+}
+
+/// A message frame. Dereferences to `[u8]`.
+///
+/// ```
+/// let mut m = ferromq::Message::from("hello");
+/// assert_eq!(&m[..], b"hello");
+/// assert_eq!(m.as_str(), Some("hello"));
+/// m[0] = b'j';
+/// assert_eq!(m.as_str(), Some("jello"));
+/// ```
+#[derive(Clone)]
+pub struct Message {
+    data: Data,
+    more: bool,
+    meta: Option<Arc<Metadata>>,
+}
+
+impl Message {
+    /// An empty message.
+    pub fn new() -> Message {
+        Message::from_bytes(Bytes::new())
+    }
+
+    /// A message of `len` zero bytes.
+    pub fn with_size(len: usize) -> Message {
+        Message {
+            data: Data::Owned(vec![0; len]),
+            more: false,
+            meta: None,
+        }
+    }
+
+    /// Deprecated in the `zmq` crate; the same as [`Message::with_size`].
+    pub fn with_capacity(len: usize) -> Message {
+        Message::with_size(len)
+    }
+
+    /// A message holding a copy of `data`.
+    pub fn from_slice(data: &[u8]) -> Message {
+        Message::from_bytes(Bytes::copy_from_slice(data))
+    }
+
+    /// A message sharing `data` without copying.
+    pub fn from_bytes(data: Bytes) -> Message {
+        Message {
+            data: Data::Shared(data),
+            more: false,
+            meta: None,
+        }
+    }
+
+    /// The content as UTF-8 text, if it is valid UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self).ok()
+    }
+
+    /// True if more frames of the multipart message this frame was received in follow.
+    pub fn get_more(&self) -> bool {
+        self.more
+    }
+
+    /// A metadata property of the connection this message arrived on: `Socket-Type`,
+    /// `Identity`, `Peer-Address`, or any property the peer sent in its READY command.
+    pub fn gets<'a>(&'a mut self, property: &str) -> Option<&'a str> {
+        self.meta.as_deref().and_then(|m| m.get_str(property))
+    }
+
+    /// The content as shared [`Bytes`] (no copy unless the message was mutated in place).
+    pub fn into_bytes(self) -> Bytes {
+        match self.data {
+            Data::Shared(b) => b,
+            Data::Owned(v) => Bytes::from(v),
+        }
+    }
+
+    /// A cheap handle on the content (no copy for received or shared messages).
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.data {
+            Data::Shared(b) => b.clone(),
+            Data::Owned(v) => Bytes::copy_from_slice(v),
+        }
+    }
+
+    pub(crate) fn set_more(&mut self, more: bool) {
+        self.more = more;
+    }
+
+    pub(crate) fn set_meta(&mut self, meta: Option<Arc<Metadata>>) {
+        self.meta = meta;
+    }
+}
+
+impl Default for Message {
+    fn default() -> Self {
+        Message::new()
+    }
+}
+
+impl Deref for Message {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.data {
+            Data::Shared(b) => b,
+            Data::Owned(v) => v,
+        }
+    }
+}
+
+impl DerefMut for Message {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        if let Data::Shared(b) = &self.data {
+            self.data = Data::Owned(b.to_vec());
+        }
+        match &mut self.data {
+            Data::Owned(v) => v,
+            Data::Shared(_) => unreachable!("converted to owned above"),
+        }
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for Message {}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Same as the zmq crate: the bytes as a slice.
+        write!(f, "{:?}", &self[..])
+    }
+}
+
+impl From<&[u8]> for Message {
+    fn from(data: &[u8]) -> Message {
+        Message::from_slice(data)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(data: Vec<u8>) -> Message {
+        Message::from_bytes(Bytes::from(data))
+    }
+}
+
+impl From<Box<[u8]>> for Message {
+    fn from(data: Box<[u8]>) -> Message {
+        Message::from_bytes(Bytes::from(data))
+    }
+}
+
+impl From<&str> for Message {
+    fn from(data: &str) -> Message {
+        Message::from_slice(data.as_bytes())
+    }
+}
+
+impl From<String> for Message {
+    fn from(data: String) -> Message {
+        Message::from_bytes(Bytes::from(data.into_bytes()))
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for Message {
+    fn from(data: [u8; N]) -> Message {
+        Message::from_slice(&data)
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(data: Bytes) -> Message {
+        Message::from_bytes(data)
+    }
+}
+
+/// As in the `zmq` crate: anything convertible by value is also convertible by reference
+/// (`&Vec<u8>`, `&String`, `&[u8; N]`, `&Message`, ...).
+impl<T> From<&T> for Message
+where
+    T: Into<Message> + Clone,
+{
+    fn from(v: &T) -> Message {
+        v.clone().into()
+    }
+}
+
+impl From<Message> for Vec<u8> {
+    fn from(m: Message) -> Vec<u8> {
+        match m.data {
+            Data::Owned(v) => v,
+            Data::Shared(b) => b.to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversions_cover_the_zmq_crate_forms() {
+        let v = vec![1u8, 2, 3];
+        let s = String::from("abc");
+        for m in [
+            Message::from(&v[..]),
+            Message::from(v.clone()),
+            Message::from(&v),
+            Message::from(v.clone().into_boxed_slice()),
+            Message::from([1u8, 2, 3]),
+            Message::from(&[1u8, 2, 3]),
+        ] {
+            assert_eq!(&m[..], &[1, 2, 3]);
+        }
+        assert_eq!(Message::from(&s).as_str(), Some("abc"));
+        assert_eq!(Message::from("abc").as_str(), Some("abc"));
+        assert_eq!(Message::with_size(4).len(), 4);
+        assert_eq!(format!("{:?}", Message::from("ab")), "[97, 98]");
+    }
+
+    #[test]
+    fn mutation_copies_on_write_only() {
+        let shared = Bytes::from_static(b"xyz");
+        let mut m = Message::from_bytes(shared.clone());
+        m[0] = b'a';
+        assert_eq!(&m[..], b"ayz");
+        assert_eq!(&shared[..], b"xyz");
+        let b = m.into_bytes();
+        assert_eq!(&b[..], b"ayz");
+    }
+
+    #[test]
+    fn metadata_is_readable_through_gets() {
+        let mut meta = Metadata::new();
+        meta.insert("Socket-Type", Bytes::from_static(b"PUSH"));
+        let mut m = Message::from("x");
+        assert_eq!(m.gets("Socket-Type"), None);
+        m.set_meta(Some(Arc::new(meta)));
+        assert_eq!(m.gets("socket-type"), Some("PUSH"));
+    }
+}
