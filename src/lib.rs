@@ -31,6 +31,7 @@
 pub mod error;
 pub mod message;
 pub mod metadata;
+pub mod options;
 pub mod pattern;
 pub mod proto;
 pub mod socket_type;

@@ -1,0 +1,105 @@
+//! Socket options, with libzmq 4.3's defaults.
+//!
+//! Options are read when they take effect, as in libzmq: HWMs, `IMMEDIATE`, reconnect
+//! intervals, `MAXMSGSIZE` and the routing id apply to connections made by `bind`/`connect`
+//! calls made after they were set (the engine gets a snapshot at each call).
+
+use bytes::Bytes;
+
+use crate::SocketType;
+
+/// All options of one socket. `-1` means "unset / infinite" where libzmq uses it so.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The socket type (read-only).
+    pub socket_type: SocketType,
+    /// Outbound HWM per peer, in messages (default 1000; 0 = unlimited).
+    pub sndhwm: i32,
+    /// Inbound HWM per peer, in messages (default 1000; 0 = unlimited).
+    pub rcvhwm: i32,
+    /// Milliseconds to keep delivering queued messages after close (-1 = forever, default).
+    pub linger: i32,
+    /// Receive timeout in ms (-1 = block forever, default).
+    pub rcvtimeo: i32,
+    /// Send timeout in ms (-1 = block forever, default).
+    pub sndtimeo: i32,
+    /// Routing id announced in the handshake (`Identity` property).
+    pub routing_id: Bytes,
+    /// First reconnect interval in ms (default 100; -1 = never reconnect).
+    pub reconnect_ivl: i32,
+    /// Maximum reconnect interval in ms for exponential backoff (0 = no backoff, default).
+    pub reconnect_ivl_max: i32,
+    /// Largest frame accepted from peers in bytes (-1 = unlimited, default).
+    pub maxmsgsize: i64,
+    /// Queue messages only on completed connections (default false).
+    pub immediate: bool,
+    /// Listen backlog (default 100).
+    pub backlog: i32,
+    /// Kernel send buffer size (-1 = OS default).
+    pub sndbuf: i32,
+    /// Kernel receive buffer size (-1 = OS default).
+    pub rcvbuf: i32,
+    /// Handshake timeout in ms (default 30000; 0 = none).
+    pub handshake_ivl: i32,
+    /// TCP connect timeout in ms (0 = OS default).
+    pub connect_timeout: i32,
+    /// Accept IPv6 (and IPv4-mapped) addresses on wildcard binds.
+    pub ipv6: bool,
+    /// SO_KEEPALIVE: -1 OS default, 0 off, 1 on.
+    pub tcp_keepalive: i32,
+    /// TCP_KEEPCNT (-1 = OS default).
+    pub tcp_keepalive_cnt: i32,
+    /// TCP_KEEPIDLE in seconds (-1 = OS default).
+    pub tcp_keepalive_idle: i32,
+    /// TCP_KEEPINTVL in seconds (-1 = OS default).
+    pub tcp_keepalive_intvl: i32,
+    /// ZMTP heartbeat interval in ms (0 = off).
+    pub heartbeat_ivl: i32,
+    /// TTL announced in PINGs, in ms (0 = none).
+    pub heartbeat_ttl: i32,
+    /// Time without traffic after a PING before the peer is declared dead, in ms
+    /// (-1 = same as `heartbeat_ivl`).
+    pub heartbeat_timeout: i32,
+}
+
+impl Options {
+    /// libzmq's defaults for a socket of type `socket_type`.
+    pub fn new(socket_type: SocketType) -> Options {
+        Options {
+            socket_type,
+            sndhwm: 1000,
+            rcvhwm: 1000,
+            linger: -1,
+            rcvtimeo: -1,
+            sndtimeo: -1,
+            routing_id: Bytes::new(),
+            reconnect_ivl: 100,
+            reconnect_ivl_max: 0,
+            maxmsgsize: -1,
+            immediate: false,
+            backlog: 100,
+            sndbuf: -1,
+            rcvbuf: -1,
+            handshake_ivl: 30_000,
+            connect_timeout: 0,
+            ipv6: false,
+            tcp_keepalive: -1,
+            tcp_keepalive_cnt: -1,
+            tcp_keepalive_idle: -1,
+            tcp_keepalive_intvl: -1,
+            heartbeat_ivl: 0,
+            heartbeat_ttl: 0,
+            heartbeat_timeout: -1,
+        }
+    }
+
+    /// `MAXMSGSIZE` as the protocol layer takes it.
+    pub fn max_msg_size(&self) -> Option<u64> {
+        u64::try_from(self.maxmsgsize).ok()
+    }
+
+    /// HWM as a pipe takes it (0 = unlimited).
+    pub fn pipe_hwm(v: i32) -> usize {
+        usize::try_from(v).unwrap_or(0)
+    }
+}

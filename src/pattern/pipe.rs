@@ -1,0 +1,444 @@
+//! [`Pipe`]: the one bounded queue between a socket and a peer, where the high-water mark lives.
+//!
+//! Each peer of a socket has two pipes: *outbound* (socket -> peer; the user thread writes,
+//! the I/O thread or an inproc peer reads) and *inbound* (peer -> socket). A pipe carries
+//! whole messages ([`Msg`], all frames of a multipart message at once), so a multipart
+//! message is delivered whole or not at all, and the HWM counts messages, not frames.
+//!
+//! ## High-water mark
+//! [`Pipe::push`] fails with the message handed back once the pipe holds `hwm` messages
+//! (`hwm == 0` means no limit, as in libzmq). [`Pipe::force_push`] ignores the limit; sockets
+//! use it only for the frames of a multipart message whose first frame was already admitted,
+//! so a pipe never holds more than `hwm` messages plus one.
+//!
+//! ## Wake-ups (the ypipe rule)
+//! Waking the other thread costs more than moving a message, so a pipe wakes its reader only
+//! when the reader has found it empty and said it will sleep ([`Pipe::pop`] returning `None`
+//! arms the flag), and wakes its writer only when the writer found it full and the queue has
+//! since drained to the low-water mark (`hwm / 2`). Under load neither side is woken per
+//! message; the notify callbacks run outside the pipe's lock.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+/// Something to wake: the I/O thread (for a connection) or a socket's waiters.
+pub trait Notify: Send + Sync {
+    /// Called on the edge described in the module docs. Must not block.
+    fn notify(&self);
+}
+
+/// A notifier that does nothing (tests, or sides that poll).
+#[derive(Debug, Default)]
+pub struct NoNotify;
+
+impl Notify for NoNotify {
+    fn notify(&self) {}
+}
+
+/// A whole message: one or more frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// A single-frame message (the common case: no allocation for a frame list).
+    One(Bytes),
+    /// A multipart message of two or more frames.
+    Many(Vec<Bytes>),
+}
+
+impl Msg {
+    /// Builds a message from its frames (at least one; an empty list gives one empty frame).
+    pub fn from_frames(mut frames: Vec<Bytes>) -> Msg {
+        match frames.len() {
+            0 => Msg::One(Bytes::new()),
+            1 => Msg::One(frames.pop().unwrap_or_default()),
+            _ => Msg::Many(frames),
+        }
+    }
+
+    /// The frames, in order.
+    pub fn frames(&self) -> &[Bytes] {
+        match self {
+            Msg::One(b) => std::slice::from_ref(b),
+            Msg::Many(v) => v,
+        }
+    }
+
+    /// Consumes the message into its frames.
+    pub fn into_frames(self) -> Vec<Bytes> {
+        match self {
+            Msg::One(b) => vec![b],
+            Msg::Many(v) => v,
+        }
+    }
+
+    /// Total payload bytes over all frames.
+    pub fn byte_len(&self) -> usize {
+        self.frames().iter().map(|f| f.len()).sum()
+    }
+}
+
+struct State {
+    queue: VecDeque<Msg>,
+    /// The reader found the pipe empty and may sleep: wake it on the next push.
+    reader_waiting: bool,
+    /// The writer found the pipe full: wake it when the queue drains to the LWM.
+    writer_waiting: bool,
+    /// The writer will push no more (peer gone); the reader drains what is left.
+    closed: bool,
+}
+
+/// A bounded, single-producer single-consumer message queue with edge-triggered wake-ups.
+pub struct Pipe {
+    state: Mutex<State>,
+    hwm: usize,
+    lwm: usize,
+    reader: Arc<dyn Notify>,
+    writer: Arc<dyn Notify>,
+}
+
+impl std::fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipe")
+            .field("hwm", &self.hwm)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl Pipe {
+    /// A pipe holding at most `hwm` messages (0 = unlimited), waking `reader` and `writer`
+    /// on the edges described in the module docs.
+    pub fn new(hwm: usize, reader: Arc<dyn Notify>, writer: Arc<dyn Notify>) -> Pipe {
+        Pipe {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                reader_waiting: true,
+                writer_waiting: false,
+                closed: false,
+            }),
+            hwm,
+            lwm: hwm.div_ceil(2),
+            reader,
+            writer,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent (every
+        // operation is a single VecDeque call), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The high-water mark (0 = unlimited).
+    pub fn hwm(&self) -> usize {
+        self.hwm
+    }
+
+    fn full(&self, st: &State) -> bool {
+        self.hwm != 0 && st.queue.len() >= self.hwm
+    }
+
+    /// Appends `msg` unless the pipe is full or closed; a refused message is handed back and
+    /// the writer will be notified when there is room again.
+    pub fn push(&self, msg: Msg) -> Result<(), Msg> {
+        let wake = {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(msg);
+            }
+            if self.full(&st) {
+                st.writer_waiting = true;
+                return Err(msg);
+            }
+            st.queue.push_back(msg);
+            std::mem::take(&mut st.reader_waiting)
+        };
+        if wake {
+            self.reader.notify();
+        }
+        Ok(())
+    }
+
+    /// Appends `msg` even above the HWM (see the module docs). Dropped if the pipe is closed.
+    pub fn force_push(&self, msg: Msg) {
+        let wake = {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            st.queue.push_back(msg);
+            std::mem::take(&mut st.reader_waiting)
+        };
+        if wake {
+            self.reader.notify();
+        }
+    }
+
+    /// True if a push would succeed now; if not, the writer will be notified when it would.
+    pub fn has_room(&self) -> bool {
+        let mut st = self.lock();
+        if st.closed {
+            return false;
+        }
+        if self.full(&st) {
+            st.writer_waiting = true;
+            return false;
+        }
+        true
+    }
+
+    /// Takes the oldest message. `None` means empty (the reader will be woken by the next
+    /// push) or closed and drained (see [`Pipe::is_done`]).
+    pub fn pop(&self) -> Option<Msg> {
+        let (msg, wake) = {
+            let mut st = self.lock();
+            match st.queue.pop_front() {
+                Some(m) => (Some(m), self.writer_wake(&mut st)),
+                None => {
+                    st.reader_waiting = true;
+                    (None, false)
+                }
+            }
+        };
+        if wake {
+            self.writer.notify();
+        }
+        msg
+    }
+
+    /// Moves up to `max` messages into `out` under one lock; returns how many. When the pipe
+    /// is left empty the reader will be woken by the next push.
+    pub fn pop_batch(&self, out: &mut Vec<Msg>, max: usize) -> usize {
+        let (n, wake) = {
+            let mut st = self.lock();
+            let n = st.queue.len().min(max);
+            out.extend(st.queue.drain(..n));
+            if st.queue.is_empty() {
+                st.reader_waiting = true;
+            }
+            (n, n > 0 && self.writer_wake(&mut st))
+        };
+        if wake {
+            self.writer.notify();
+        }
+        n
+    }
+
+    fn writer_wake(&self, st: &mut State) -> bool {
+        if st.writer_waiting && st.queue.len() <= self.lwm {
+            st.writer_waiting = false;
+            return true;
+        }
+        false
+    }
+
+    /// True if at least one message is queued.
+    pub fn is_readable(&self) -> bool {
+        !self.lock().queue.is_empty()
+    }
+
+    /// Number of queued messages.
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// True if no message is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
+    /// Marks the pipe closed: no more pushes are accepted; the reader drains what is queued
+    /// and then sees [`Pipe::is_done`]. Both sides are woken.
+    pub fn close(&self) {
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.reader_waiting = false;
+            st.writer_waiting = false;
+        }
+        self.reader.notify();
+        self.writer.notify();
+    }
+
+    /// Closes the pipe and drops every queued message; returns how many were dropped.
+    pub fn close_and_clear(&self) -> usize {
+        let n = {
+            let mut st = self.lock();
+            let n = st.queue.len();
+            st.queue.clear();
+            n
+        };
+        self.close();
+        n
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// True once closed and fully drained.
+    pub fn is_done(&self) -> bool {
+        let st = self.lock();
+        st.closed && st.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Notify for Count {
+        fn notify(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn msg(i: u8) -> Msg {
+        Msg::One(Bytes::from(vec![i]))
+    }
+
+    fn pipe(hwm: usize) -> (Pipe, Arc<Count>, Arc<Count>) {
+        let r = Arc::new(Count::default());
+        let w = Arc::new(Count::default());
+        (Pipe::new(hwm, r.clone(), w.clone()), r, w)
+    }
+
+    #[test]
+    fn hwm_refuses_and_hands_back() {
+        let (p, _, _) = pipe(3);
+        for i in 0..3 {
+            p.push(msg(i)).unwrap();
+        }
+        assert_eq!(p.push(msg(9)), Err(msg(9)));
+        assert!(!p.has_room());
+        p.force_push(msg(10));
+        assert_eq!(p.len(), 4);
+        assert_eq!(p.pop(), Some(msg(0)));
+    }
+
+    #[test]
+    fn unlimited_when_hwm_is_zero() {
+        let (p, _, _) = pipe(0);
+        for i in 0..=255 {
+            p.push(msg(i)).unwrap();
+        }
+        assert_eq!(p.len(), 256);
+    }
+
+    #[test]
+    fn reader_woken_only_on_empty_edge_after_it_waited() {
+        let (p, r, _) = pipe(100);
+        // New pipe: reader is assumed asleep, first push wakes it.
+        p.push(msg(1)).unwrap();
+        assert_eq!(r.get(), 1);
+        // Reader has not drained: further pushes do not wake.
+        for i in 0..10 {
+            p.push(msg(i)).unwrap();
+        }
+        assert_eq!(r.get(), 1);
+        let mut out = Vec::new();
+        assert_eq!(p.pop_batch(&mut out, 1000), 11);
+        // Drained to empty: the next push wakes again, once.
+        p.push(msg(2)).unwrap();
+        p.push(msg(3)).unwrap();
+        assert_eq!(r.get(), 2);
+    }
+
+    #[test]
+    fn writer_woken_at_low_water_mark_after_it_found_the_pipe_full() {
+        let (p, _, w) = pipe(4);
+        for i in 0..4 {
+            p.push(msg(i)).unwrap();
+        }
+        p.pop();
+        assert_eq!(w.get(), 0, "writer never found it full yet");
+        p.push(msg(4)).unwrap();
+        assert!(p.push(msg(5)).is_err());
+        p.pop(); // 3 left, lwm is 2
+        assert_eq!(w.get(), 0);
+        p.pop(); // 2 left: wake
+        assert_eq!(w.get(), 1);
+        p.pop();
+        assert_eq!(w.get(), 1, "one wake per full edge");
+    }
+
+    #[test]
+    fn close_lets_the_reader_drain_then_reports_done() {
+        let (p, r, w) = pipe(10);
+        p.push(msg(1)).unwrap();
+        p.close();
+        assert!(r.get() >= 1 && w.get() >= 1);
+        assert_eq!(p.push(msg(2)), Err(msg(2)));
+        assert!(!p.is_done());
+        assert_eq!(p.pop(), Some(msg(1)));
+        assert!(p.is_done());
+    }
+
+    #[test]
+    fn multipart_is_one_message() {
+        let (p, _, _) = pipe(1);
+        let m = Msg::from_frames(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        p.push(m.clone()).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.pop().unwrap().frames().len(), 2);
+        assert_eq!(Msg::from_frames(vec![]).frames().len(), 1);
+    }
+
+    #[test]
+    fn threads_transfer_everything_in_order() {
+        struct Unpark(std::thread::Thread);
+        impl Notify for Unpark {
+            fn notify(&self) {
+                self.0.unpark();
+            }
+        }
+        let reader_thread = std::thread::current();
+        let p = Arc::new(Pipe::new(
+            16,
+            Arc::new(Unpark(reader_thread)),
+            Arc::new(NoNotify),
+        ));
+        let p2 = p.clone();
+        let writer = std::thread::spawn(move || {
+            for i in 0..10_000u32 {
+                let mut m = Msg::One(Bytes::from(i.to_be_bytes().to_vec()));
+                loop {
+                    match p2.push(m) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            m = back;
+                            std::thread::yield_now();
+                        }
+                    }
+                }
+            }
+        });
+        let mut next = 0u32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while next < 10_000 {
+            assert!(std::time::Instant::now() < deadline, "stalled at {next}");
+            match p.pop() {
+                Some(m) => {
+                    let b: [u8; 4] = m.frames()[0][..].try_into().unwrap();
+                    assert_eq!(u32::from_be_bytes(b), next);
+                    next += 1;
+                }
+                None => std::thread::park_timeout(std::time::Duration::from_millis(10)),
+            }
+        }
+        writer.join().unwrap();
+    }
+}
