@@ -28,19 +28,28 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod context;
+mod engine;
 pub mod error;
 pub mod message;
 pub mod metadata;
 pub mod options;
 pub mod pattern;
 pub mod proto;
+pub mod rpub;
+mod shared;
+mod socket;
 pub mod socket_type;
+pub mod z85;
 
+pub use context::Context;
 pub use error::{Error, Result};
 pub use message::Message;
 pub use metadata::Metadata;
+pub use socket::{Sendable, Socket};
 pub use socket_type::SocketType;
 pub use socket_type::SocketType::*;
+pub use z85::{z85_decode, z85_encode, DecodeError, EncodeError};
 
 /// Flag for send and receive methods: do not block, return [`Error::EAGAIN`] instead.
 pub const DONTWAIT: i32 = 1;

@@ -16,6 +16,7 @@ pub mod pair;
 pub mod pipe;
 pub mod pull;
 pub mod push;
+pub mod trie;
 
 use std::sync::Arc;
 
@@ -72,8 +73,9 @@ pub trait Pattern: Send {
     fn attach(&mut self, peer: Peer) -> bool;
     /// The peer's connection is gone. Queued inbound messages may still be delivered.
     fn detach(&mut self, id: u64);
-    /// True if `send` would succeed now; if not, the socket is woken when it may.
-    fn can_send(&mut self) -> bool;
+    /// True if `send` would succeed now; if not, the socket is woken when it may. An error
+    /// if this socket cannot send at all, or not in its current state.
+    fn can_send(&mut self) -> Result<bool, SendError>;
     /// Routes one whole message. With `force`, a message whose first frame was admitted by
     /// `can_send` is queued even above the HWM (it never blocks halfway).
     fn send(&mut self, msg: Msg, force: bool) -> Result<(), SendError>;
@@ -82,6 +84,47 @@ pub trait Pattern: Send {
     fn recv(&mut self) -> Result<Option<(Msg, Option<Arc<Metadata>>)>, RecvError>;
     /// True if `recv` would return a message now.
     fn can_recv(&mut self) -> bool;
+    /// Sets a pattern-specific option. The default refuses every option (`EINVAL`).
+    fn set_opt(&mut self, opt: PatternOpt<'_>) -> Result<(), OptError> {
+        let _ = opt;
+        Err(OptError::NotSupported)
+    }
+}
+
+/// Options that only some socket types understand (libzmq gives `EINVAL` elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PatternOpt<'a> {
+    /// SUB: add a prefix subscription.
+    Subscribe(&'a [u8]),
+    /// SUB: remove one count of a prefix subscription.
+    Unsubscribe(&'a [u8]),
+    /// REQ: allow sending a new request before the reply to the last one arrived.
+    ReqRelaxed(bool),
+    /// REQ: prefix requests with a request id and match replies against it.
+    ReqCorrelate(bool),
+    /// ROUTER: fail with `EHOSTUNREACH` instead of dropping unroutable messages.
+    RouterMandatory(bool),
+    /// ROUTER: a new peer with an existing routing id takes it over.
+    RouterHandover(bool),
+    /// ROUTER/DEALER: send an empty message to each new peer.
+    ProbeRouter(bool),
+    /// XPUB: pass every subscription (even duplicates) to the application.
+    XpubVerbose(bool),
+    /// XPUB: a message sent to each new subscriber (None = off).
+    XpubWelcomeMsg(Option<&'a [u8]>),
+    /// ROUTER: routing id to give the next peer connected to.
+    ConnectRoutingId(&'a [u8]),
+}
+
+/// Why a pattern refused an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OptError {
+    /// This socket type has no such option.
+    NotSupported,
+    /// The value is invalid.
+    Invalid,
 }
 
 /// The pattern for `socket_type`, or `None` if ferromq does not implement that type yet.

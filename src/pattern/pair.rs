@@ -32,8 +32,8 @@ impl Pattern for Pair {
             self.lb.detach(id);
         }
     }
-    fn can_send(&mut self) -> bool {
-        self.lb.can_send()
+    fn can_send(&mut self) -> Result<bool, SendError> {
+        Ok(self.lb.can_send())
     }
     fn send(&mut self, msg: Msg, force: bool) -> Result<(), SendError> {
         self.lb.send(msg, force).map(|_| ())

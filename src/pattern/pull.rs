@@ -21,8 +21,8 @@ impl Pattern for Pull {
         // Queued messages of a closed connection are still delivered; Fq drops the peer
         // once its pipe is closed and drained.
     }
-    fn can_send(&mut self) -> bool {
-        false
+    fn can_send(&mut self) -> Result<bool, SendError> {
+        Err(SendError::NotSupported)
     }
     fn send(&mut self, _msg: Msg, _force: bool) -> Result<(), SendError> {
         Err(SendError::NotSupported)

@@ -20,8 +20,8 @@ impl Pattern for Push {
     fn detach(&mut self, id: u64) {
         self.lb.detach(id);
     }
-    fn can_send(&mut self) -> bool {
-        self.lb.can_send()
+    fn can_send(&mut self) -> Result<bool, SendError> {
+        Ok(self.lb.can_send())
     }
     fn send(&mut self, msg: Msg, force: bool) -> Result<(), SendError> {
         self.lb.send(msg, force).map(|_| ())

@@ -1,0 +1,1160 @@
+//! The I/O thread: one `mio` loop per [`crate::Context`] that drives every connection.
+//!
+//! The engine holds no routing logic. For each connection it asks the protocol core what it
+//! wants (handshake bytes to send, frames decoded), moves whole messages between the socket
+//! and the wire through the peer's [`Pipe`]s, and reads and writes until `WouldBlock`:
+//! many messages are encoded into one buffer and written with one `writev`, and each read
+//! takes up to 64 KiB and decodes every whole frame in it.
+//!
+//! User threads talk to it through a command channel plus a `mio::Waker`; pipes wake it only
+//! on the empty -> non-empty edge (see [`crate::pattern::pipe`]).
+//!
+//! Sessions: a *session* is the engine's side of one peer of a socket. A `connect` creates
+//! a session at once, with its pipes already attached to the socket (unless `IMMEDIATE`),
+//! so messages queue before the connection exists and survive reconnects; the session
+//! reconnects with `RECONNECT_IVL`, doubling up to `RECONNECT_IVL_MAX`. An accepted
+//! connection gets a session whose pipes are created when its handshake succeeds and which
+//! ends with the connection.
+
+pub mod endpoint;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::error::{Error, Result};
+use crate::metadata::Metadata;
+use crate::options::Options;
+use crate::pattern::{Msg, Notify, Peer, Pipe};
+use crate::proto::{Command, PeerInfo};
+use crate::proto::{Decoder, Encoder, Frame, Handshake, HandshakeConfig, HandshakeStatus};
+use crate::shared::{MailEvent, SocketShared};
+use crate::SocketType;
+
+use endpoint::{Endpoint, TcpEndpoint};
+
+const WAKER: Token = Token(usize::MAX);
+/// Bytes requested per `read`.
+const READ_CHUNK: usize = 64 * 1024;
+/// Encode more messages only while less than this is waiting to be written.
+const WRITE_HIGH: usize = 256 * 1024;
+/// Messages taken from a pipe per lock.
+const POP_BATCH: usize = 256;
+/// Slices per `writev`.
+const MAX_IOV: usize = 64;
+
+/// Pipes as the engine holds them: `out` is read by the engine, `inp` written by it.
+type PipePair = (Arc<Pipe>, Arc<Pipe>);
+
+pub(crate) enum Cmd {
+    Bind {
+        sock: Arc<SocketShared>,
+        ep: TcpEndpoint,
+        spec: String,
+        opts: Options,
+        reply: Sender<Result<String>>,
+    },
+    Connect {
+        sock: Arc<SocketShared>,
+        id: u64,
+        ep: TcpEndpoint,
+        spec: String,
+        opts: Options,
+        pipes: Option<PipePair>,
+    },
+    Unbind {
+        sock_id: u64,
+        spec: String,
+        reply: Sender<Result<()>>,
+    },
+    Disconnect {
+        sock_id: u64,
+        spec: String,
+        reply: Sender<Result<()>>,
+    },
+    /// A pipe of session `id` changed (readable, writable, or closed by the socket).
+    Notify(u64),
+    CloseSocket {
+        sock_id: u64,
+        linger: i32,
+    },
+    Shutdown,
+}
+
+/// A clonable handle on a context's I/O thread.
+#[derive(Clone)]
+pub(crate) struct EngineHandle {
+    tx: Sender<Cmd>,
+    waker: Arc<Waker>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+struct EngineNotify {
+    tx: Sender<Cmd>,
+    waker: Arc<Waker>,
+    id: u64,
+}
+
+impl Notify for EngineNotify {
+    fn notify(&self) {
+        if self.tx.send(Cmd::Notify(self.id)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+impl EngineHandle {
+    /// Starts the I/O thread.
+    pub fn spawn(ids: Arc<AtomicU64>) -> io::Result<EngineHandle> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut engine = Engine {
+            poll,
+            rx,
+            tx: tx.clone(),
+            waker: waker.clone(),
+            ids,
+            io: Slab::new(),
+            sessions: Slab::new(),
+            by_id: HashMap::new(),
+            timers: BinaryHeap::new(),
+            serial: 0,
+            shutdown: false,
+            scratch: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ferromq-io".into())
+            .spawn(move || engine.run())?;
+        Ok(EngineHandle {
+            tx,
+            waker,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    fn send(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Sender<Result<T>>) -> Cmd) -> Result<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(make(tx));
+        rx.recv().unwrap_or(Err(Error::ETERM))
+    }
+
+    /// Binds; returns the resolved endpoint.
+    pub fn bind(&self, sock: Arc<SocketShared>, spec: &str, opts: Options) -> Result<String> {
+        let Endpoint::Tcp(ep) = endpoint::parse(spec)?;
+        let spec = spec.to_string();
+        self.call(|reply| Cmd::Bind {
+            sock,
+            ep,
+            spec,
+            opts,
+            reply,
+        })
+    }
+
+    /// Starts connecting; the endpoint is checked here, resolved in the engine.
+    pub fn connect(
+        &self,
+        sock: Arc<SocketShared>,
+        id: u64,
+        spec: &str,
+        opts: Options,
+        pipes: Option<PipePair>,
+    ) -> Result<()> {
+        let Endpoint::Tcp(ep) = endpoint::parse(spec)?;
+        if ep.port.is_none() || ep.host == "*" {
+            return Err(Error::EINVAL);
+        }
+        self.send(Cmd::Connect {
+            sock,
+            id,
+            ep,
+            spec: spec.to_string(),
+            opts,
+            pipes,
+        });
+        Ok(())
+    }
+
+    pub fn unbind(&self, sock_id: u64, spec: &str) -> Result<()> {
+        let spec = spec.to_string();
+        self.call(|reply| Cmd::Unbind {
+            sock_id,
+            spec,
+            reply,
+        })
+    }
+
+    pub fn disconnect(&self, sock_id: u64, spec: &str) -> Result<()> {
+        let spec = spec.to_string();
+        self.call(|reply| Cmd::Disconnect {
+            sock_id,
+            spec,
+            reply,
+        })
+    }
+
+    /// The notifier a pipe of session `id` uses to wake the engine.
+    pub fn notifier(&self, id: u64) -> Arc<dyn Notify> {
+        Arc::new(EngineNotify {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+            id,
+        })
+    }
+
+    pub fn close_socket(&self, sock_id: u64, linger: i32) {
+        self.send(Cmd::CloseSocket { sock_id, linger });
+    }
+
+    /// Asks the thread to finish (after lingering sessions are done) and waits for it.
+    pub fn shutdown_and_join(self) {
+        self.send(Cmd::Shutdown);
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                log::error!("the ferromq I/O thread panicked");
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Reconnect(u64),
+    Handshake(usize, u64),
+    Linger(u64),
+}
+
+struct Listener {
+    sock: Arc<SocketShared>,
+    opts: Options,
+    spec: String,
+    resolved: String,
+    inner: TcpListener,
+}
+
+enum ConnState {
+    Connecting,
+    Handshaking(Box<Handshake>),
+    Active,
+}
+
+struct Conn {
+    serial: u64,
+    stream: TcpStream,
+    session: usize,
+    state: ConnState,
+    rbuf: BytesMut,
+    enc: Encoder,
+    dec: Decoder,
+    frames: Vec<Bytes>,
+    pending: Option<Msg>,
+    paused: bool,
+    peer: String,
+    /// The peer speaks ZMTP 3.1 (commands for subscriptions, PING/PONG).
+    zmtp31: bool,
+}
+
+enum Io {
+    Listener(Listener),
+    Conn(Box<Conn>),
+}
+
+enum Origin {
+    Connect { ep: TcpEndpoint, spec: String },
+    Accepted { listener: usize },
+}
+
+struct Session {
+    id: u64,
+    sock: Arc<SocketShared>,
+    opts: Options,
+    origin: Origin,
+    pipes: Option<PipePair>,
+    /// The pipes were created by `connect` and stay across reconnects.
+    pre_attached: bool,
+    /// The socket knows this session's pipes (a Detach is owed when it ends).
+    attached: bool,
+    conn: Option<usize>,
+    closing: bool,
+    backoff: Duration,
+}
+
+/// Why a connection is being closed.
+#[derive(Debug)]
+enum Close {
+    Eof,
+    Io(io::Error),
+    Proto(crate::proto::ProtoError),
+    PeerError(String),
+    Timeout,
+}
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::Eof => f.write_str("closed by peer"),
+            Close::Io(e) => write!(f, "I/O error: {e}"),
+            Close::Proto(e) => write!(f, "protocol error: {e}"),
+            Close::PeerError(r) => write!(f, "peer sent ERROR: {r}"),
+            Close::Timeout => f.write_str("handshake timed out"),
+        }
+    }
+}
+
+struct Engine {
+    poll: Poll,
+    rx: Receiver<Cmd>,
+    tx: Sender<Cmd>,
+    waker: Arc<Waker>,
+    ids: Arc<AtomicU64>,
+    io: Slab<Io>,
+    sessions: Slab<Session>,
+    by_id: HashMap<u64, usize>,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    serial: u64,
+    shutdown: bool,
+    scratch: Vec<Msg>,
+}
+
+fn ms(v: i32) -> Duration {
+    Duration::from_millis(u64::try_from(v).unwrap_or(0))
+}
+
+/// Socket types that never take data messages from peers.
+fn discards_input(t: SocketType) -> bool {
+    matches!(t, SocketType::PUSH)
+}
+
+/// Socket types whose outgoing `[0x01|0x00, prefix]` messages are subscriptions, sent as
+/// SUBSCRIBE/CANCEL commands to ZMTP 3.1 peers (RFC 29, RFC 37).
+fn sends_subscriptions(t: SocketType) -> bool {
+    matches!(t, SocketType::SUB | SocketType::XSUB)
+}
+
+impl Engine {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.drain_commands();
+            if self.shutdown && self.sessions.is_empty() {
+                break;
+            }
+            let timeout = self.next_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("I/O thread poll failed: {e}");
+                break;
+            }
+            for ev in events.iter() {
+                let tok = ev.token();
+                if tok != WAKER {
+                    self.io_event(tok.0);
+                }
+            }
+            self.fire_timers();
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    // ----- timers ----------------------------------------------------------------------
+
+    fn add_timer(&mut self, after: Duration, t: Timer) {
+        self.timers.push(Reverse((Instant::now() + after, t)));
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        self.timers
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, t))) = self.timers.pop() else {
+                break;
+            };
+            match t {
+                Timer::Reconnect(id) => {
+                    if let Some(&s) = self.by_id.get(&id) {
+                        if self.sessions[s].conn.is_none() {
+                            self.start_connect(s);
+                        }
+                    }
+                }
+                Timer::Handshake(tok, serial) => {
+                    let expired = matches!(self.io.get(tok), Some(Io::Conn(c))
+                        if c.serial == serial && !matches!(c.state, ConnState::Active));
+                    if expired {
+                        self.close_conn(tok, Close::Timeout);
+                    }
+                }
+                Timer::Linger(sock_id) => {
+                    let doomed: Vec<usize> = self
+                        .sessions
+                        .iter()
+                        .filter(|(_, s)| s.sock.id == sock_id && s.closing)
+                        .map(|(i, _)| i)
+                        .collect();
+                    for s in doomed {
+                        self.remove_session(s);
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- commands --------------------------------------------------------------------
+
+    fn drain_commands(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            self.command(cmd);
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Bind {
+                sock,
+                ep,
+                spec,
+                opts,
+                reply,
+            } => {
+                let r = self.bind(sock, &ep, spec, opts);
+                let _ = reply.send(r);
+            }
+            Cmd::Connect {
+                sock,
+                id,
+                ep,
+                spec,
+                opts,
+                pipes,
+            } => {
+                let pre_attached = pipes.is_some();
+                let backoff = ms(opts.reconnect_ivl);
+                let s = self.sessions.insert(Session {
+                    id,
+                    sock,
+                    opts,
+                    origin: Origin::Connect { ep, spec },
+                    pipes,
+                    pre_attached,
+                    attached: pre_attached,
+                    conn: None,
+                    closing: false,
+                    backoff,
+                });
+                self.by_id.insert(id, s);
+                self.start_connect(s);
+            }
+            Cmd::Unbind {
+                sock_id,
+                spec,
+                reply,
+            } => {
+                let r = self.unbind(sock_id, &spec);
+                let _ = reply.send(r);
+            }
+            Cmd::Disconnect {
+                sock_id,
+                spec,
+                reply,
+            } => {
+                let doomed: Vec<usize> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, s)| {
+                        s.sock.id == sock_id
+                            && matches!(&s.origin, Origin::Connect { spec: sp, .. } if *sp == spec)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let r = if doomed.is_empty() {
+                    Err(Error::ENOENT)
+                } else {
+                    Ok(())
+                };
+                for s in doomed {
+                    self.remove_session(s);
+                }
+                let _ = reply.send(r);
+            }
+            Cmd::Notify(id) => {
+                if let Some(&s) = self.by_id.get(&id) {
+                    self.service_session(s);
+                }
+            }
+            Cmd::CloseSocket { sock_id, linger } => self.close_socket(sock_id, linger),
+            Cmd::Shutdown => self.shutdown = true,
+        }
+    }
+
+    fn bind(
+        &mut self,
+        sock: Arc<SocketShared>,
+        ep: &TcpEndpoint,
+        spec: String,
+        opts: Options,
+    ) -> Result<String> {
+        let addr = ep.bind_addr(opts.ipv6)?;
+        let std_listener = listen(addr, &opts).map_err(|e| Error::from_io(&e))?;
+        let local = std_listener.local_addr().map_err(|e| Error::from_io(&e))?;
+        let mut inner = TcpListener::from_std(std_listener);
+        let entry = self.io.vacant_entry();
+        let tok = entry.key();
+        self.poll
+            .registry()
+            .register(&mut inner, Token(tok), Interest::READABLE)
+            .map_err(|e| Error::from_io(&e))?;
+        let resolved = endpoint::format_tcp(&local);
+        entry.insert(Io::Listener(Listener {
+            sock,
+            opts,
+            spec,
+            resolved: resolved.clone(),
+            inner,
+        }));
+        Ok(resolved)
+    }
+
+    fn unbind(&mut self, sock_id: u64, spec: &str) -> Result<()> {
+        let found = self.io.iter().find_map(|(tok, io)| match io {
+            Io::Listener(l)
+                if l.sock.id == sock_id
+                    && (l.resolved == spec || (l.spec == spec && !spec.contains('*'))) =>
+            {
+                Some(tok)
+            }
+            _ => None,
+        });
+        let tok = found.ok_or(Error::ENOENT)?;
+        self.close_listener(tok);
+        let doomed: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| matches!(s.origin, Origin::Accepted { listener } if listener == tok))
+            .map(|(i, _)| i)
+            .collect();
+        for s in doomed {
+            self.remove_session(s);
+        }
+        Ok(())
+    }
+
+    fn close_listener(&mut self, tok: usize) {
+        if let Some(Io::Listener(mut l)) = self.io.try_remove(tok) {
+            let _ = self.poll.registry().deregister(&mut l.inner);
+        }
+    }
+
+    fn close_socket(&mut self, sock_id: u64, linger: i32) {
+        let listeners: Vec<usize> = self
+            .io
+            .iter()
+            .filter(|(_, io)| matches!(io, Io::Listener(l) if l.sock.id == sock_id))
+            .map(|(t, _)| t)
+            .collect();
+        for t in listeners {
+            self.close_listener(t);
+        }
+        let mine: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.sock.id == sock_id)
+            .map(|(i, _)| i)
+            .collect();
+        for s in mine {
+            self.sessions[s].closing = true;
+            if linger == 0 {
+                self.remove_session(s);
+            } else {
+                self.service_session(s);
+            }
+        }
+        if linger > 0 {
+            self.add_timer(ms(linger), Timer::Linger(sock_id));
+        }
+    }
+
+    // ----- sessions --------------------------------------------------------------------
+
+    /// Reacts to a pipe notification: flush output, resume paused input, finish closing.
+    fn service_session(&mut self, s: usize) {
+        let Some(sess) = self.sessions.get(s) else {
+            return;
+        };
+        if let Some((out, _)) = &sess.pipes {
+            if out.is_closed() && !sess.closing {
+                // The socket refused or dropped this peer.
+                self.remove_session(s);
+                return;
+            }
+        }
+        if let Some(tok) = sess.conn {
+            let active = matches!(self.io.get(tok), Some(Io::Conn(c)) if matches!(c.state, ConnState::Active));
+            if active {
+                let resume = matches!(self.io.get(tok), Some(Io::Conn(c)) if c.paused);
+                if resume {
+                    if let Some(Io::Conn(c)) = self.io.get_mut(tok) {
+                        c.paused = false;
+                    }
+                    self.drive(tok, true);
+                } else {
+                    self.drive(tok, false);
+                }
+            }
+        }
+        self.maybe_finish(s);
+    }
+
+    /// Removes a closing session once everything it queued was written.
+    fn maybe_finish(&mut self, s: usize) {
+        let Some(sess) = self.sessions.get(s) else {
+            return;
+        };
+        if !sess.closing {
+            return;
+        }
+        let out_empty = sess.pipes.as_ref().is_none_or(|(out, _)| out.is_empty());
+        let conn_done = match sess.conn.and_then(|t| self.io.get(t)) {
+            None => true,
+            Some(Io::Conn(c)) => match c.state {
+                ConnState::Active => c.enc.is_empty(),
+                _ => out_empty,
+            },
+            Some(Io::Listener(_)) => true,
+        };
+        if out_empty && conn_done {
+            self.remove_session(s);
+        }
+    }
+
+    fn remove_session(&mut self, s: usize) {
+        let Some(sess) = self.sessions.try_remove(s) else {
+            return;
+        };
+        self.by_id.remove(&sess.id);
+        if let Some(tok) = sess.conn {
+            self.drop_conn(tok);
+        }
+        if let Some((out, inp)) = &sess.pipes {
+            out.close_and_clear();
+            inp.close();
+        }
+        if sess.attached {
+            sess.sock.post(MailEvent::Detach(sess.id));
+        }
+    }
+
+    fn start_connect(&mut self, s: usize) {
+        let sess = &self.sessions[s];
+        let Origin::Connect { ep, .. } = &sess.origin else {
+            return;
+        };
+        let addr = match ep.connect_addrs(sess.opts.ipv6) {
+            Ok(a) => a[0],
+            Err(_) => {
+                log::debug!("cannot resolve {}:{:?}", ep.host, ep.port);
+                self.schedule_reconnect(s);
+                return;
+            }
+        };
+        match TcpStream::connect(addr) {
+            Ok(stream) => {
+                let tok = self.add_conn(stream, s, ConnState::Connecting, addr);
+                self.sessions[s].conn = tok;
+                if tok.is_none() {
+                    self.schedule_reconnect(s);
+                }
+            }
+            Err(e) => {
+                log::debug!("connect to {addr} failed: {e}");
+                self.schedule_reconnect(s);
+            }
+        }
+    }
+
+    fn schedule_reconnect(&mut self, s: usize) {
+        let sess = &mut self.sessions[s];
+        if sess.closing && sess.pipes.as_ref().is_none_or(|(o, _)| o.is_empty()) {
+            self.remove_session(s);
+            return;
+        }
+        if sess.opts.reconnect_ivl < 0 {
+            return;
+        }
+        let delay = sess.backoff;
+        let ivl = ms(sess.opts.reconnect_ivl);
+        let max = ms(sess.opts.reconnect_ivl_max);
+        sess.backoff = if max > ivl { (delay * 2).min(max) } else { ivl };
+        let id = sess.id;
+        self.add_timer(delay, Timer::Reconnect(id));
+    }
+
+    // ----- connections -----------------------------------------------------------------
+
+    fn add_conn(
+        &mut self,
+        mut stream: TcpStream,
+        s: usize,
+        state: ConnState,
+        peer: SocketAddr,
+    ) -> Option<usize> {
+        let entry = self.io.vacant_entry();
+        let tok = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(tok),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("cannot register a connection: {e}");
+            return None;
+        }
+        self.serial += 1;
+        let opts = &self.sessions[s].opts;
+        entry.insert(Io::Conn(Box::new(Conn {
+            serial: self.serial,
+            stream,
+            session: s,
+            state,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            enc: Encoder::new(),
+            dec: Decoder::new(opts.max_msg_size()),
+            frames: Vec::new(),
+            pending: None,
+            paused: false,
+            peer: peer.ip().to_string(),
+            zmtp31: true,
+        })));
+        Some(tok)
+    }
+
+    fn drop_conn(&mut self, tok: usize) {
+        if let Some(Io::Conn(mut c)) = self.io.try_remove(tok) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    fn accept(&mut self, ltok: usize) {
+        loop {
+            let Some(Io::Listener(l)) = self.io.get(ltok) else {
+                return;
+            };
+            match l.inner.accept() {
+                Ok((stream, addr)) => {
+                    let sock = l.sock.clone();
+                    let opts = l.opts.clone();
+                    let id = self.next_id();
+                    let backoff = ms(opts.reconnect_ivl);
+                    let s = self.sessions.insert(Session {
+                        id,
+                        sock,
+                        opts,
+                        origin: Origin::Accepted { listener: ltok },
+                        pipes: None,
+                        pre_attached: false,
+                        attached: false,
+                        conn: None,
+                        closing: false,
+                        backoff,
+                    });
+                    self.by_id.insert(id, s);
+                    match self.add_conn(stream, s, ConnState::Connecting, addr) {
+                        Some(tok) => {
+                            self.sessions[s].conn = Some(tok);
+                            self.start_handshake(tok);
+                        }
+                        None => self.remove_session(s),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn start_handshake(&mut self, tok: usize) {
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return;
+        };
+        let sess = &self.sessions[c.session];
+        let opts = &sess.opts;
+        let _ = c.stream.set_nodelay(true);
+        apply_tcp_options(&c.stream, opts);
+        let mut hs = Handshake::new(HandshakeConfig {
+            socket_type: sess.sock.socket_type,
+            identity: opts.routing_id.clone(),
+            as_server: false,
+            max_msg_size: opts.max_msg_size(),
+        });
+        hs.poll_output(&mut c.enc);
+        c.state = ConnState::Handshaking(Box::new(hs));
+        let serial = c.serial;
+        let ivl = opts.handshake_ivl;
+        if ivl > 0 {
+            self.add_timer(ms(ivl), Timer::Handshake(tok, serial));
+        }
+        self.drive(tok, true);
+    }
+
+    fn io_event(&mut self, tok: usize) {
+        match self.io.get(tok) {
+            Some(Io::Listener(_)) => self.accept(tok),
+            Some(Io::Conn(c)) => {
+                if matches!(c.state, ConnState::Connecting) {
+                    match connect_result(&c.stream) {
+                        Ok(true) => self.start_handshake(tok),
+                        Ok(false) => {}
+                        Err(e) => self.close_conn(tok, Close::Io(e)),
+                    }
+                } else {
+                    self.drive(tok, true);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Reads (if asked) and writes as far as the socket allows; closes on error.
+    fn drive(&mut self, tok: usize, read: bool) {
+        let r = self.try_drive(tok, read);
+        if let Err(reason) = r {
+            self.close_conn(tok, reason);
+            return;
+        }
+        if let Some(Io::Conn(c)) = self.io.get(tok) {
+            let s = c.session;
+            self.maybe_finish(s);
+        }
+    }
+
+    fn try_drive(&mut self, tok: usize, read: bool) -> std::result::Result<(), Close> {
+        if read {
+            self.read_input(tok)?;
+        }
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return Ok(());
+        };
+        let sess = &self.sessions[c.session];
+        flush(c, sess, &mut self.scratch)
+    }
+
+    fn read_input(&mut self, tok: usize) -> std::result::Result<(), Close> {
+        loop {
+            self.process_input(tok)?;
+            let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+                return Ok(());
+            };
+            if c.paused {
+                return Ok(());
+            }
+            let start = c.rbuf.len();
+            c.rbuf.reserve(READ_CHUNK);
+            c.rbuf.resize(start + READ_CHUNK, 0);
+            match c.stream.read(&mut c.rbuf[start..]) {
+                Ok(0) => {
+                    c.rbuf.truncate(start);
+                    return Err(Close::Eof);
+                }
+                Ok(n) => c.rbuf.truncate(start + n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.rbuf.truncate(start);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => c.rbuf.truncate(start),
+                Err(e) => {
+                    c.rbuf.truncate(start);
+                    return Err(Close::Io(e));
+                }
+            }
+        }
+    }
+
+    /// Consumes buffered input: handshake bytes, then frames into the inbound pipe.
+    fn process_input(&mut self, tok: usize) -> std::result::Result<(), Close> {
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return Ok(());
+        };
+        if let ConnState::Handshaking(hs) = &mut c.state {
+            let status = hs.handle_input(&mut c.rbuf);
+            hs.poll_output(&mut c.enc);
+            match status {
+                Ok(HandshakeStatus::InProgress) => return Ok(()),
+                Ok(HandshakeStatus::Done(peer)) => {
+                    c.state = ConnState::Active;
+                    c.zmtp31 = peer.minor_version >= 1;
+                    let s = c.session;
+                    let addr = c.peer.clone();
+                    self.handshake_done(s, peer, addr);
+                }
+                Err(e) => {
+                    // Best effort: let an ERROR command reach the peer before closing.
+                    let sess = &self.sessions[c.session];
+                    let _ = flush(c, sess, &mut self.scratch);
+                    return Err(Close::Proto(e));
+                }
+            }
+        }
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return Ok(());
+        };
+        if !matches!(c.state, ConnState::Active) {
+            return Ok(());
+        }
+        let sess = &self.sessions[c.session];
+        let discard = discards_input(sess.sock.socket_type);
+        let inp = sess.pipes.as_ref().map(|(_, inp)| inp.clone());
+        loop {
+            if let Some(m) = c.pending.take() {
+                let Some(inp) = &inp else {
+                    continue;
+                };
+                if let Err(m) = inp.push(m) {
+                    c.pending = Some(m);
+                    c.paused = true;
+                    return Ok(());
+                }
+            }
+            let frame = c.dec.decode(&mut c.rbuf).map_err(Close::Proto)?;
+            match frame {
+                None => return Ok(()),
+                Some(Frame::Message { data, more }) => {
+                    if more {
+                        c.frames.push(data);
+                        continue;
+                    }
+                    let msg = if c.frames.is_empty() {
+                        Msg::One(data)
+                    } else {
+                        c.frames.push(data);
+                        Msg::Many(std::mem::take(&mut c.frames))
+                    };
+                    if !discard {
+                        c.pending = Some(msg);
+                    }
+                }
+                Some(Frame::Command(cmd)) => match cmd {
+                    Command::Ping { context, .. } => {
+                        c.enc.encode_command(&Command::Pong { context });
+                    }
+                    Command::Error(reason) => return Err(Close::PeerError(reason)),
+                    Command::Subscribe(ref topic) | Command::Cancel(ref topic) => {
+                        // Subscriptions reach PUB/XPUB patterns in the message form.
+                        if let Some(inp) = &inp {
+                            let flag = u8::from(matches!(cmd, Command::Subscribe(_)));
+                            let mut m = BytesMut::with_capacity(topic.len() + 1);
+                            m.extend_from_slice(&[flag]);
+                            m.extend_from_slice(topic);
+                            inp.force_push(Msg::One(m.freeze()));
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    fn handshake_done(&mut self, s: usize, peer: PeerInfo, addr: String) {
+        let engine_notify: Arc<dyn Notify> = Arc::new(EngineNotify {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+            id: self.sessions[s].id,
+        });
+        let sess = &mut self.sessions[s];
+        sess.backoff = ms(sess.opts.reconnect_ivl);
+        if sess.pipes.is_some() {
+            return;
+        }
+        let mut meta: Metadata = peer.metadata.clone();
+        meta.insert("Peer-Address", Bytes::from(addr.into_bytes()));
+        let signal: Arc<dyn Notify> = sess.sock.signal.clone();
+        let out = Arc::new(Pipe::new(
+            Options::pipe_hwm(sess.opts.sndhwm),
+            engine_notify.clone(),
+            signal.clone(),
+        ));
+        let inp = Arc::new(Pipe::new(
+            Options::pipe_hwm(sess.opts.rcvhwm),
+            signal,
+            engine_notify,
+        ));
+        sess.pipes = Some((out.clone(), inp.clone()));
+        sess.attached = true;
+        sess.sock.post(MailEvent::Attach(Peer {
+            id: sess.id,
+            out,
+            inp,
+            routing_id: peer.identity,
+            meta: Some(Arc::new(meta)),
+        }));
+    }
+
+    fn close_conn(&mut self, tok: usize, reason: Close) {
+        let Some(Io::Conn(c)) = self.io.get(tok) else {
+            return;
+        };
+        let s = c.session;
+        match &reason {
+            Close::Proto(_) | Close::PeerError(_) | Close::Timeout => {
+                log::warn!("closing connection with {}: {reason}", c.peer)
+            }
+            _ => log::debug!("closing connection with {}: {reason}", c.peer),
+        }
+        self.drop_conn(tok);
+        let Some(sess) = self.sessions.get_mut(s) else {
+            return;
+        };
+        sess.conn = None;
+        match sess.origin {
+            Origin::Accepted { .. } => self.remove_session(s),
+            Origin::Connect { .. } => {
+                if !sess.pre_attached {
+                    // IMMEDIATE: the pipes lived with the connection.
+                    if let Some((out, inp)) = sess.pipes.take() {
+                        out.close_and_clear();
+                        inp.close();
+                    }
+                    if std::mem::take(&mut sess.attached) {
+                        sess.sock.post(MailEvent::Detach(sess.id));
+                    }
+                }
+                self.schedule_reconnect(s);
+            }
+        }
+    }
+}
+
+/// Encodes queued messages and writes until the socket would block.
+fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::Result<(), Close> {
+    let active = matches!(c.state, ConnState::Active);
+    let subs = sends_subscriptions(sess.sock.socket_type);
+    loop {
+        if active && c.enc.len() < WRITE_HIGH {
+            if let Some((out, _)) = &sess.pipes {
+                scratch.clear();
+                out.pop_batch(scratch, POP_BATCH);
+                for m in scratch.drain(..) {
+                    if subs && c.zmtp31 {
+                        if let Msg::One(b) = &m {
+                            match b.first() {
+                                Some(1) => {
+                                    c.enc.encode_command(&Command::Subscribe(b.slice(1..)));
+                                    continue;
+                                }
+                                Some(0) => {
+                                    c.enc.encode_command(&Command::Cancel(b.slice(1..)));
+                                    continue;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    let frames = m.frames();
+                    let last = frames.len().saturating_sub(1);
+                    for (i, f) in frames.iter().enumerate() {
+                        c.enc.encode_frame(f, i < last);
+                    }
+                }
+            }
+        }
+        if c.enc.is_empty() {
+            return Ok(());
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_IOV];
+        let n = c.enc.chunks(&mut slices);
+        match c.stream.write_vectored(&slices[..n]) {
+            Ok(0) => return Err(Close::Eof),
+            Ok(k) => c.enc.advance(k),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Close::Io(e)),
+        }
+    }
+}
+
+/// Ok(true) once a non-blocking connect completed, Ok(false) while in progress.
+fn connect_result(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn listen(addr: SocketAddr, opts: &Options) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        let _ = sock.set_only_v6(!opts.ipv6 && !addr.ip().is_unspecified());
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(opts.backlog.max(1))?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+fn apply_tcp_options(stream: &TcpStream, opts: &Options) {
+    let sock = socket2::SockRef::from(stream);
+    if opts.sndbuf >= 0 {
+        let _ = sock.set_send_buffer_size(opts.sndbuf as usize);
+    }
+    if opts.rcvbuf >= 0 {
+        let _ = sock.set_recv_buffer_size(opts.rcvbuf as usize);
+    }
+    match opts.tcp_keepalive {
+        0 => {
+            let _ = sock.set_keepalive(false);
+        }
+        1 => {
+            let mut ka = socket2::TcpKeepalive::new();
+            if opts.tcp_keepalive_idle > 0 {
+                ka = ka.with_time(Duration::from_secs(opts.tcp_keepalive_idle as u64));
+            }
+            if opts.tcp_keepalive_intvl > 0 {
+                ka = ka.with_interval(Duration::from_secs(opts.tcp_keepalive_intvl as u64));
+            }
+            if opts.tcp_keepalive_cnt > 0 {
+                ka = ka.with_retries(opts.tcp_keepalive_cnt as u32);
+            }
+            let _ = sock.set_tcp_keepalive(&ka);
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,516 @@
+//! [`Socket`]: the user-side handle, with the `zmq` crate's methods.
+//!
+//! Blocking calls follow the crossbeam recipe: try, read the wake-up sequence, re-check,
+//! park until the sequence moves or the deadline passes. The I/O thread never waits for a
+//! user thread: it only pushes into pipes and raises the socket's signal.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::context::Context;
+use crate::engine::EngineHandle;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::metadata::Metadata;
+use crate::options::Options;
+use crate::pattern::{self, Msg, Pattern, Peer, Pipe, RecvError, SendError};
+use crate::shared::{MailEvent, SocketShared};
+use crate::{SocketType, DONTWAIT, SNDMORE};
+
+/// Something that can be sent with [`Socket::send`]: anything convertible into a
+/// [`Message`] (`&str`, `&[u8]`, `Vec<u8>`, `String`, `&[u8; N]`, `Bytes`, `Message`, ...).
+pub trait Sendable {
+    /// Sends `self` on `socket`.
+    fn send(self, socket: &Socket, flags: i32) -> Result<()>;
+}
+
+impl<T> Sendable for T
+where
+    T: Into<Message>,
+{
+    fn send(self, socket: &Socket, flags: i32) -> Result<()> {
+        socket.send_msg(self.into(), flags)
+    }
+}
+
+/// A ferromq socket. Like `zmq::Socket` it is `Send` but not `Sync`: use it from one thread
+/// at a time.
+pub struct Socket {
+    ctx: Context,
+    shared: Arc<SocketShared>,
+    engine: EngineHandle,
+    core: RefCell<Core>,
+}
+
+struct Core {
+    opts: Options,
+    pattern: Box<dyn Pattern>,
+    mail: Vec<MailEvent>,
+    /// Frames of the multipart message being sent; its first frame was admitted.
+    out_frames: Vec<Bytes>,
+    out_admitted: bool,
+    /// Frames of the message being received, after the one last returned.
+    in_frames: VecDeque<Bytes>,
+    in_meta: Option<Arc<Metadata>>,
+    rcvmore: bool,
+    last_endpoint: String,
+}
+
+impl Core {
+    fn process_mail(&mut self, shared: &SocketShared) {
+        shared.take_mail(&mut self.mail);
+        for ev in std::mem::take(&mut self.mail) {
+            match ev {
+                MailEvent::Attach(peer) => {
+                    let (out, inp) = (peer.out.clone(), peer.inp.clone());
+                    if !self.pattern.attach(peer) {
+                        // Refused (a PAIR with a peer already): closing the pipes tells the
+                        // engine to drop the connection.
+                        out.close_and_clear();
+                        inp.close_and_clear();
+                    }
+                }
+                MailEvent::Detach(id) => self.pattern.detach(id),
+            }
+        }
+    }
+
+    /// Pops the next whole message into `in_frames`. Ok(false) if none is ready.
+    fn fetch(&mut self) -> Result<bool> {
+        match self.pattern.recv() {
+            Ok(Some((msg, meta))) => {
+                match msg {
+                    Msg::One(b) => self.in_frames.push_back(b),
+                    Msg::Many(v) => self.in_frames.extend(v),
+                }
+                self.in_meta = meta;
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(RecvError::NotSupported) => Err(Error::ENOTSUP),
+            Err(RecvError::State) => Err(Error::EFSM),
+        }
+    }
+
+    fn admit(&mut self) -> Result<bool> {
+        match self.pattern.can_send() {
+            Ok(b) => Ok(b),
+            Err(e) => Err(send_error(e)),
+        }
+    }
+}
+
+fn send_error(e: SendError) -> Error {
+    match e {
+        SendError::WouldBlock(_) => Error::EAGAIN,
+        SendError::NotSupported => Error::ENOTSUP,
+        SendError::State => Error::EFSM,
+        SendError::Unroutable => Error::EHOSTUNREACH,
+    }
+}
+
+fn deadline(timeout_ms: i32) -> Option<Instant> {
+    u64::try_from(timeout_ms)
+        .ok()
+        .map(|ms| Instant::now() + Duration::from_millis(ms))
+}
+
+impl Socket {
+    pub(crate) fn new(
+        ctx: Context,
+        shared: Arc<SocketShared>,
+        engine: EngineHandle,
+    ) -> Result<Socket> {
+        let socket_type = shared.socket_type;
+        let pattern = pattern::for_type(socket_type).ok_or(Error::EINVAL)?;
+        Ok(Socket {
+            ctx,
+            shared,
+            engine,
+            core: RefCell::new(Core {
+                opts: Options::new(socket_type),
+                pattern,
+                mail: Vec::new(),
+                out_frames: Vec::new(),
+                out_admitted: false,
+                in_frames: VecDeque::new(),
+                in_meta: None,
+                rcvmore: false,
+                last_endpoint: String::new(),
+            }),
+        })
+    }
+
+    fn core(&self) -> std::cell::RefMut<'_, Core> {
+        self.core.borrow_mut()
+    }
+
+    /// Waits until `ready` holds, honouring `DONTWAIT`, the timeout and context termination.
+    fn wait_until(
+        &self,
+        core: &mut Core,
+        nonblocking: bool,
+        timeout_ms: i32,
+        mut ready: impl FnMut(&mut Core) -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = if nonblocking {
+            None
+        } else {
+            deadline(timeout_ms)
+        };
+        loop {
+            if self.ctx.inner.is_terminated() {
+                return Err(Error::ETERM);
+            }
+            let seen = self.shared.signal.seq();
+            core.process_mail(&self.shared);
+            if ready(core)? {
+                return Ok(());
+            }
+            if nonblocking || !self.shared.signal.wait(seen, deadline) {
+                return Err(Error::EAGAIN);
+            }
+        }
+    }
+
+    // ----- endpoints -------------------------------------------------------------------
+
+    /// Accepts connections on `endpoint` (`tcp://127.0.0.1:*` picks a free port; read it
+    /// back with [`Socket::get_last_endpoint`]).
+    pub fn bind(&self, endpoint: &str) -> Result<()> {
+        let opts = self.core().opts.clone();
+        let resolved = self.engine.bind(self.shared.clone(), endpoint, opts)?;
+        self.core().last_endpoint = resolved;
+        Ok(())
+    }
+
+    /// Stops accepting on `endpoint` (as returned by `get_last_endpoint`) and closes the
+    /// connections accepted through it.
+    pub fn unbind(&self, endpoint: &str) -> Result<()> {
+        self.engine.unbind(self.shared.id, endpoint)
+    }
+
+    /// Connects to `endpoint`. The connection is made in the background and remade after
+    /// failures; unless `IMMEDIATE` is set, messages can be queued to it at once.
+    pub fn connect(&self, endpoint: &str) -> Result<()> {
+        let mut core = self.core();
+        let opts = core.opts.clone();
+        let id = self.ctx.inner.next_id();
+        // Pipes exist before the connection (messages queue to a peer not yet reached) only
+        // for types that send to any peer; the others attach once the peer is known.
+        let pre_attach = !opts.immediate
+            && matches!(
+                opts.socket_type,
+                SocketType::PUSH | SocketType::DEALER | SocketType::REQ | SocketType::PAIR
+            );
+        let pipes = if !pre_attach {
+            None
+        } else {
+            let notify = self.engine.notifier(id);
+            let out = Arc::new(Pipe::new(
+                Options::pipe_hwm(opts.sndhwm),
+                notify.clone(),
+                self.shared.signal.clone(),
+            ));
+            let inp = Arc::new(Pipe::new(
+                Options::pipe_hwm(opts.rcvhwm),
+                self.shared.signal.clone(),
+                notify,
+            ));
+            Some((out, inp))
+        };
+        self.engine.connect(
+            self.shared.clone(),
+            id,
+            endpoint,
+            opts.clone(),
+            pipes.clone(),
+        )?;
+        if let Some((out, inp)) = pipes {
+            let peer = Peer {
+                id,
+                out: out.clone(),
+                inp: inp.clone(),
+                routing_id: Bytes::new(),
+                meta: None,
+            };
+            if !core.pattern.attach(peer) {
+                out.close_and_clear();
+                inp.close_and_clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the connection made by `connect(endpoint)`.
+    pub fn disconnect(&self, endpoint: &str) -> Result<()> {
+        self.engine.disconnect(self.shared.id, endpoint)
+    }
+
+    // ----- sending ---------------------------------------------------------------------
+
+    /// Sends one frame; `flags` may contain [`DONTWAIT`] and [`SNDMORE`].
+    ///
+    /// ```
+    /// # let ctx = ferromq::Context::new();
+    /// # let s = ctx.socket(ferromq::PAIR).unwrap();
+    /// # s.bind("tcp://127.0.0.1:*").unwrap();
+    /// s.send("part 1", ferromq::SNDMORE).unwrap();
+    /// s.send(vec![1u8, 2, 3], 0).unwrap();
+    /// ```
+    pub fn send<T: Sendable>(&self, data: T, flags: i32) -> Result<()> {
+        data.send(self, flags)
+    }
+
+    /// Sends a [`Message`].
+    pub fn send_msg(&self, msg: Message, flags: i32) -> Result<()> {
+        let mut core = self.core();
+        if !core.out_admitted {
+            // The first frame decides: wait until the pattern can take a message, so a
+            // multipart message never blocks halfway.
+            let timeout = core.opts.sndtimeo;
+            self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, Core::admit)?;
+            core.out_admitted = true;
+        }
+        core.out_frames.push(msg.into_bytes());
+        if flags & SNDMORE != 0 {
+            return Ok(());
+        }
+        core.out_admitted = false;
+        let frames = std::mem::take(&mut core.out_frames);
+        match core.pattern.send(Msg::from_frames(frames), true) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(send_error(e)),
+        }
+    }
+
+    /// Sends a `&str`.
+    pub fn send_str(&self, data: &str, flags: i32) -> Result<()> {
+        self.send_msg(Message::from(data), flags)
+    }
+
+    /// Sends all parts of a multipart message (`SNDMORE` on all but the last).
+    pub fn send_multipart<I, T>(&self, iter: I, flags: i32) -> Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Message>,
+    {
+        let mut parts = iter.into_iter().peekable();
+        while let Some(part) = parts.next() {
+            let more = if parts.peek().is_some() { SNDMORE } else { 0 };
+            self.send_msg(part.into(), flags | more)?;
+        }
+        Ok(())
+    }
+
+    // ----- receiving -------------------------------------------------------------------
+
+    fn recv_frame(&self, flags: i32) -> Result<(Bytes, bool, Option<Arc<Metadata>>)> {
+        let mut core = self.core();
+        if core.in_frames.is_empty() {
+            let timeout = core.opts.rcvtimeo;
+            self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, Core::fetch)?;
+        }
+        let frame = core.in_frames.pop_front().unwrap_or_default();
+        let more = !core.in_frames.is_empty();
+        core.rcvmore = more;
+        Ok((frame, more, core.in_meta.clone()))
+    }
+
+    /// Receives one frame into `msg`.
+    pub fn recv(&self, msg: &mut Message, flags: i32) -> Result<()> {
+        *msg = self.recv_msg(flags)?;
+        Ok(())
+    }
+
+    /// Receives one frame as a [`Message`].
+    pub fn recv_msg(&self, flags: i32) -> Result<Message> {
+        let (frame, more, meta) = self.recv_frame(flags)?;
+        let mut m = Message::from_bytes(frame);
+        m.set_more(more);
+        m.set_meta(meta);
+        Ok(m)
+    }
+
+    /// Receives one frame into `bytes`, truncating it if it does not fit; returns the
+    /// frame's full size, as `zmq_recv` does.
+    pub fn recv_into(&self, bytes: &mut [u8], flags: i32) -> Result<usize> {
+        let (frame, _, _) = self.recv_frame(flags)?;
+        let n = frame.len().min(bytes.len());
+        bytes[..n].copy_from_slice(&frame[..n]);
+        Ok(frame.len())
+    }
+
+    /// Receives one frame as bytes.
+    pub fn recv_bytes(&self, flags: i32) -> Result<Vec<u8>> {
+        Ok(self.recv_frame(flags)?.0.to_vec())
+    }
+
+    /// Receives one frame as a `String`, or the bytes if they are not UTF-8.
+    pub fn recv_string(&self, flags: i32) -> Result<std::result::Result<String, Vec<u8>>> {
+        let bytes = self.recv_bytes(flags)?;
+        Ok(String::from_utf8(bytes).map_err(|e| e.into_bytes()))
+    }
+
+    /// Receives all frames of a multipart message.
+    pub fn recv_multipart(&self, flags: i32) -> Result<Vec<Vec<u8>>> {
+        let mut parts = Vec::new();
+        loop {
+            let (frame, more, _) = self.recv_frame(flags)?;
+            parts.push(frame.to_vec());
+            if !more {
+                return Ok(parts);
+            }
+        }
+    }
+
+    /// True if the last frame received has more frames after it.
+    pub fn get_rcvmore(&self) -> Result<bool> {
+        Ok(self.core().rcvmore)
+    }
+
+    // ----- options ---------------------------------------------------------------------
+
+    /// The socket's type.
+    pub fn get_socket_type(&self) -> Result<SocketType> {
+        Ok(self.shared.socket_type)
+    }
+
+    /// The endpoint of the last `bind`, with wildcards resolved (`tcp://127.0.0.1:40123`).
+    pub fn get_last_endpoint(&self) -> Result<std::result::Result<String, Vec<u8>>> {
+        Ok(Ok(self.core().last_endpoint.clone()))
+    }
+
+    /// Sets the routing id this socket announces to peers (1 to 255 bytes).
+    pub fn set_identity(&self, value: &[u8]) -> Result<()> {
+        if value.is_empty() || value.len() > 255 {
+            return Err(Error::EINVAL);
+        }
+        self.core().opts.routing_id = Bytes::copy_from_slice(value);
+        Ok(())
+    }
+
+    /// The routing id set with [`Socket::set_identity`].
+    pub fn get_identity(&self) -> Result<Vec<u8>> {
+        Ok(self.core().opts.routing_id.to_vec())
+    }
+
+    /// `ZMQ_MAXMSGSIZE`: the largest frame accepted from peers (-1 = no limit).
+    pub fn set_maxmsgsize(&self, value: i64) -> Result<()> {
+        if value < -1 {
+            return Err(Error::EINVAL);
+        }
+        self.core().opts.maxmsgsize = value;
+        Ok(())
+    }
+
+    /// `ZMQ_MAXMSGSIZE`.
+    pub fn get_maxmsgsize(&self) -> Result<i64> {
+        Ok(self.core().opts.maxmsgsize)
+    }
+
+    /// `ZMQ_IMMEDIATE`: queue messages only to completed connections.
+    pub fn set_immediate(&self, value: bool) -> Result<()> {
+        self.core().opts.immediate = value;
+        Ok(())
+    }
+
+    /// `ZMQ_IMMEDIATE`.
+    pub fn is_immediate(&self) -> Result<bool> {
+        Ok(self.core().opts.immediate)
+    }
+
+    /// `ZMQ_IPV6`: wildcard binds accept IPv6 too.
+    pub fn set_ipv6(&self, value: bool) -> Result<()> {
+        self.core().opts.ipv6 = value;
+        Ok(())
+    }
+
+    /// `ZMQ_IPV6`.
+    pub fn is_ipv6(&self) -> Result<bool> {
+        Ok(self.core().opts.ipv6)
+    }
+}
+
+macro_rules! int_options {
+    ($($(#[$doc:meta])* ($get:ident, $set:ident, $field:ident, $min:expr)),* $(,)?) => {
+        impl Socket {
+            $(
+                $(#[$doc])*
+                pub fn $get(&self) -> Result<i32> {
+                    Ok(self.core().opts.$field)
+                }
+                $(#[$doc])*
+                pub fn $set(&self, value: i32) -> Result<()> {
+                    if value < $min {
+                        return Err(Error::EINVAL);
+                    }
+                    self.core().opts.$field = value;
+                    Ok(())
+                }
+            )*
+        }
+    };
+}
+
+int_options! {
+    /// `ZMQ_SNDHWM`: messages queued per peer before sends block or drop (0 = no limit).
+    (get_sndhwm, set_sndhwm, sndhwm, 0),
+    /// `ZMQ_RCVHWM`: messages queued per peer on receive (0 = no limit).
+    (get_rcvhwm, set_rcvhwm, rcvhwm, 0),
+    /// `ZMQ_LINGER` in ms (-1 = forever).
+    (get_linger, set_linger, linger, -1),
+    /// `ZMQ_RCVTIMEO` in ms (-1 = forever).
+    (get_rcvtimeo, set_rcvtimeo, rcvtimeo, -1),
+    /// `ZMQ_SNDTIMEO` in ms (-1 = forever).
+    (get_sndtimeo, set_sndtimeo, sndtimeo, -1),
+    /// `ZMQ_RECONNECT_IVL` in ms (-1 = no reconnect).
+    (get_reconnect_ivl, set_reconnect_ivl, reconnect_ivl, -1),
+    /// `ZMQ_RECONNECT_IVL_MAX` in ms (0 = no backoff).
+    (get_reconnect_ivl_max, set_reconnect_ivl_max, reconnect_ivl_max, 0),
+    /// `ZMQ_BACKLOG`.
+    (get_backlog, set_backlog, backlog, 0),
+    /// `ZMQ_SNDBUF` in bytes (-1 = OS default).
+    (get_sndbuf, set_sndbuf, sndbuf, -1),
+    /// `ZMQ_RCVBUF` in bytes (-1 = OS default).
+    (get_rcvbuf, set_rcvbuf, rcvbuf, -1),
+    /// `ZMQ_HANDSHAKE_IVL` in ms (0 = no timeout).
+    (get_handshake_ivl, set_handshake_ivl, handshake_ivl, 0),
+    /// `ZMQ_CONNECT_TIMEOUT` in ms (0 = OS default).
+    (get_connect_timeout, set_connect_timeout, connect_timeout, 0),
+    /// `ZMQ_TCP_KEEPALIVE` (-1 OS default, 0 off, 1 on).
+    (get_tcp_keepalive, set_tcp_keepalive, tcp_keepalive, -1),
+    /// `ZMQ_TCP_KEEPALIVE_CNT` (-1 = OS default).
+    (get_tcp_keepalive_cnt, set_tcp_keepalive_cnt, tcp_keepalive_cnt, -1),
+    /// `ZMQ_TCP_KEEPALIVE_IDLE` in s (-1 = OS default).
+    (get_tcp_keepalive_idle, set_tcp_keepalive_idle, tcp_keepalive_idle, -1),
+    /// `ZMQ_TCP_KEEPALIVE_INTVL` in s (-1 = OS default).
+    (get_tcp_keepalive_intvl, set_tcp_keepalive_intvl, tcp_keepalive_intvl, -1),
+    /// `ZMQ_HEARTBEAT_IVL` in ms (0 = off).
+    (get_heartbeat_ivl, set_heartbeat_ivl, heartbeat_ivl, 0),
+    /// `ZMQ_HEARTBEAT_TTL` in ms.
+    (get_heartbeat_ttl, set_heartbeat_ttl, heartbeat_ttl, 0),
+    /// `ZMQ_HEARTBEAT_TIMEOUT` in ms (-1 = the heartbeat interval).
+    (get_heartbeat_timeout, set_heartbeat_timeout, heartbeat_timeout, -1),
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let linger = self.core.get_mut().opts.linger;
+        self.engine.close_socket(self.shared.id, linger);
+        self.ctx.inner.socket_closed();
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("type", &self.shared.socket_type)
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}

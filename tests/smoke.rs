@@ -1,0 +1,51 @@
+//! Quick end-to-end checks of the foundation (PUSH/PULL/PAIR over TCP, and with libzmq).
+
+fn endpoint(s: &ferromq::Socket) -> String {
+    s.get_last_endpoint().unwrap().unwrap()
+}
+
+#[test]
+fn push_pull_tcp_round_trip() {
+    let ctx = ferromq::Context::new();
+    let pull = ctx.socket(ferromq::PULL).unwrap();
+    pull.set_rcvtimeo(5000).unwrap();
+    pull.bind("tcp://127.0.0.1:*").unwrap();
+    let push = ctx.socket(ferromq::PUSH).unwrap();
+    push.connect(&endpoint(&pull)).unwrap();
+    for i in 0..1000u32 {
+        push.send(&i.to_be_bytes(), 0).unwrap();
+    }
+    push.send_multipart(["a", "b", "c"], 0).unwrap();
+    for i in 0..1000u32 {
+        assert_eq!(pull.recv_bytes(0).unwrap(), i.to_be_bytes());
+    }
+    assert_eq!(
+        pull.recv_multipart(0).unwrap(),
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
+}
+
+#[test]
+fn ferromq_push_to_libzmq_pull_and_back() {
+    let zctx = zmq::Context::new();
+    let zpull = zctx.socket(zmq::PULL).unwrap();
+    zpull.set_rcvtimeo(5000).unwrap();
+    zpull.bind("tcp://127.0.0.1:*").unwrap();
+    let ep = zpull.get_last_endpoint().unwrap().unwrap();
+    let ctx = ferromq::Context::new();
+    let push = ctx.socket(ferromq::PUSH).unwrap();
+    push.connect(&ep).unwrap();
+    push.send("hello libzmq", 0).unwrap();
+    assert_eq!(zpull.recv_bytes(0).unwrap(), b"hello libzmq");
+
+    let pull = ctx.socket(ferromq::PULL).unwrap();
+    pull.set_rcvtimeo(5000).unwrap();
+    pull.bind("tcp://127.0.0.1:*").unwrap();
+    let zpush = zctx.socket(zmq::PUSH).unwrap();
+    zpush.connect(&endpoint(&pull)).unwrap();
+    zpush.send_multipart(["x", "yy"], 0).unwrap();
+    assert_eq!(
+        pull.recv_multipart(0).unwrap(),
+        vec![b"x".to_vec(), b"yy".to_vec()]
+    );
+}
