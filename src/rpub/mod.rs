@@ -13,4 +13,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod publisher;
+pub mod retention;
 pub mod wire;

@@ -1242,7 +1242,9 @@ mod tests {
             ..h
         };
         assert_eq!(rt.encode()[4], 1);
-        assert!(DataHeader::decode(&rt.encode()).unwrap().is_retransmission());
+        assert!(DataHeader::decode(&rt.encode())
+            .unwrap()
+            .is_retransmission());
     }
 
     #[test]
