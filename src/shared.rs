@@ -19,7 +19,7 @@ pub(crate) struct Signal {
 #[derive(Default)]
 struct SignalState {
     seq: u64,
-    subscribers: Vec<Weak<Signal>>,
+    subscribers: Vec<Weak<dyn Notify>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,15 +55,15 @@ impl Signal {
         true
     }
 
-    /// Adds a signal to be notified whenever this one is.
-    pub fn subscribe(&self, other: &Arc<Signal>) {
+    /// Adds something to be notified whenever this signal is raised.
+    pub fn subscribe(&self, other: &Arc<dyn Notify>) {
         let mut st = lock(&self.state);
         st.subscribers.retain(|w| w.strong_count() > 0);
         st.subscribers.push(Arc::downgrade(other));
     }
 
     /// Removes a subscriber added by [`Signal::subscribe`].
-    pub fn unsubscribe(&self, other: &Arc<Signal>) {
+    pub fn unsubscribe(&self, other: &Arc<dyn Notify>) {
         let mut st = lock(&self.state);
         st.subscribers
             .retain(|w| w.strong_count() > 0 && !std::ptr::addr_eq(w.as_ptr(), Arc::as_ptr(other)));
@@ -71,14 +71,14 @@ impl Signal {
 
     /// Moves the sequence and wakes every waiter and subscriber.
     pub fn raise(&self) {
-        let subs: Vec<Arc<Signal>> = {
+        let subs: Vec<Arc<dyn Notify>> = {
             let mut st = lock(&self.state);
             st.seq = st.seq.wrapping_add(1);
             st.subscribers.iter().filter_map(Weak::upgrade).collect()
         };
         self.cv.notify_all();
         for s in subs {
-            s.raise();
+            s.notify();
         }
     }
 }
@@ -150,11 +150,12 @@ mod tests {
     fn subscribers_are_raised() {
         let a = Arc::new(Signal::default());
         let b = Arc::new(Signal::default());
-        a.subscribe(&b);
+        let bn: Arc<dyn Notify> = b.clone();
+        a.subscribe(&bn);
         let seen = b.seq();
         a.raise();
         assert_ne!(b.seq(), seen);
-        a.unsubscribe(&b);
+        a.unsubscribe(&bn);
         let seen = b.seq();
         a.raise();
         assert_eq!(b.seq(), seen);

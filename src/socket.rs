@@ -18,6 +18,7 @@ use crate::message::Message;
 use crate::metadata::Metadata;
 use crate::options::Options;
 use crate::pattern::{self, Msg, Pattern, Peer, Pipe, RecvError, SendError};
+use crate::poll::{PollEvents, PollItem, POLLIN, POLLOUT};
 use crate::shared::{MailEvent, SocketShared};
 use crate::{SocketType, DONTWAIT, SNDMORE};
 
@@ -371,6 +372,44 @@ impl Socket {
     /// True if the last frame received has more frames after it.
     pub fn get_rcvmore(&self) -> Result<bool> {
         Ok(self.core().rcvmore)
+    }
+
+    // ----- polling ---------------------------------------------------------------------
+
+    pub(crate) fn signal(&self) -> &crate::shared::Signal {
+        &self.shared.signal
+    }
+
+    /// The events ready now; a socket not ready is woken when it may become so.
+    pub(crate) fn events(&self) -> Result<PollEvents> {
+        if self.ctx.inner.is_terminated() {
+            return Err(Error::ETERM);
+        }
+        let mut core = self.core();
+        core.process_mail(&self.shared);
+        let mut ev = PollEvents::empty();
+        if !core.in_frames.is_empty() || core.pattern.can_recv() {
+            ev |= POLLIN;
+        }
+        if core.out_admitted || matches!(core.pattern.can_send(), Ok(true)) {
+            ev |= POLLOUT;
+        }
+        Ok(ev)
+    }
+
+    /// `ZMQ_EVENTS`: whether a receive (`POLLIN`) or send (`POLLOUT`) would succeed now.
+    pub fn get_events(&self) -> Result<PollEvents> {
+        self.events()
+    }
+
+    /// An item for [`crate::poll`].
+    pub fn as_poll_item(&self, events: PollEvents) -> PollItem<'_> {
+        PollItem::from_socket(self, events)
+    }
+
+    /// Polls this socket alone; returns 1 if ready, 0 on timeout.
+    pub fn poll(&self, events: PollEvents, timeout_ms: i64) -> Result<i32> {
+        crate::poll::poll(&mut [self.as_poll_item(events)], timeout_ms)
     }
 
     // ----- options ---------------------------------------------------------------------

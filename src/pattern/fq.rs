@@ -68,7 +68,7 @@ impl Fq {
         None
     }
 
-    /// True if some peer has a message queued.
+    /// True if some peer has a message queued (peers found empty will wake the socket).
     pub fn can_recv(&self) -> bool {
         self.peers.iter().any(|p| p.inp.is_readable())
     }

@@ -233,9 +233,15 @@ impl Pipe {
         false
     }
 
-    /// True if at least one message is queued.
+    /// True if at least one message is queued. When it is empty the reader is marked as
+    /// waiting, so the next push wakes it (a poll can sleep on this answer).
     pub fn is_readable(&self) -> bool {
-        !self.lock().queue.is_empty()
+        let mut st = self.lock();
+        if st.queue.is_empty() {
+            st.reader_waiting = true;
+            return false;
+        }
+        true
     }
 
     /// Number of queued messages.
