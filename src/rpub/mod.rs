@@ -15,4 +15,5 @@
 
 pub mod publisher;
 pub mod retention;
+pub mod subscriber;
 pub mod wire;
