@@ -49,3 +49,35 @@ fn ferromq_push_to_libzmq_pull_and_back() {
         vec![b"x".to_vec(), b"yy".to_vec()]
     );
 }
+
+#[test]
+fn ipc_push_pull_both_ways_with_libzmq_and_stale_file() {
+    let dir = std::env::temp_dir().join(format!("ferromq-ipc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.sock");
+    // A stale socket file from a dead process: bound, then the listener leaked by forgetting
+    // nothing but closing the fd without unlinking.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let ep = format!("ipc://{}", path.display());
+    let ctx = ferromq::Context::new();
+    let pull = ctx.socket(ferromq::PULL).unwrap();
+    pull.set_rcvtimeo(5000).unwrap();
+    pull.bind(&ep).unwrap();
+    assert_eq!(pull.get_last_endpoint().unwrap().unwrap(), ep);
+    let zctx = zmq::Context::new();
+    let zpush = zctx.socket(zmq::PUSH).unwrap();
+    zpush.connect(&ep).unwrap();
+    zpush.send("over ipc", 0).unwrap();
+    assert_eq!(pull.recv_bytes(0).unwrap(), b"over ipc");
+    let zpull = zctx.socket(zmq::PULL).unwrap();
+    zpull.set_rcvtimeo(5000).unwrap();
+    zpull.bind("ipc://@ferromq-smoke-abstract").unwrap();
+    let push = ctx.socket(ferromq::PUSH).unwrap();
+    push.connect("ipc://@ferromq-smoke-abstract").unwrap();
+    push.send("abstract", 0).unwrap();
+    assert_eq!(zpull.recv_bytes(0).unwrap(), b"abstract");
+    pull.unbind(&ep).unwrap();
+    assert!(!path.exists(), "unbind removes the socket file");
+    let _ = std::fs::remove_dir_all(&dir);
+}

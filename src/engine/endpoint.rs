@@ -13,11 +13,24 @@ pub struct TcpEndpoint {
     pub port: Option<u16>,
 }
 
+/// A parsed ipc endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IpcEndpoint {
+    /// A filesystem path.
+    Path(String),
+    /// A Linux abstract-namespace name (`ipc://@name`).
+    Abstract(String),
+}
+
 /// A parsed endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     /// `tcp://host:port`.
     Tcp(TcpEndpoint),
+    /// `ipc://path` or `ipc://@name`.
+    Ipc(IpcEndpoint),
+    /// `inproc://name` (handled by sockets directly, never by the engine).
+    Inproc(String),
 }
 
 /// Parses `endpoint`. Unknown or not yet supported transports give `EPROTONOSUPPORT`,
@@ -26,8 +39,26 @@ pub fn parse(endpoint: &str) -> Result<Endpoint> {
     let (scheme, addr) = endpoint.split_once("://").ok_or(Error::EINVAL)?;
     match scheme {
         "tcp" => parse_tcp(addr).map(Endpoint::Tcp),
+        "ipc" => parse_ipc(addr).map(Endpoint::Ipc),
+        "inproc" if !addr.is_empty() && addr.len() <= 256 => Ok(Endpoint::Inproc(addr.into())),
+        "inproc" => Err(Error::EINVAL),
         _ => Err(Error::EPROTONOSUPPORT),
     }
+}
+
+fn parse_ipc(addr: &str) -> Result<IpcEndpoint> {
+    if addr.is_empty() {
+        return Err(Error::EINVAL);
+    }
+    // sockaddr_un holds 107 bytes of path plus a NUL.
+    if addr.len() > 107 {
+        return Err(Error::ENAMETOOLONG);
+    }
+    Ok(match addr.strip_prefix('@') {
+        Some(name) if !name.is_empty() => IpcEndpoint::Abstract(name.into()),
+        Some(_) => return Err(Error::EINVAL),
+        None => IpcEndpoint::Path(addr.into()),
+    })
 }
 
 fn parse_tcp(addr: &str) -> Result<TcpEndpoint> {
@@ -115,17 +146,51 @@ pub fn format_tcp(addr: &SocketAddr) -> String {
 mod tests {
     use super::*;
 
+    fn tcp(e: Endpoint) -> Option<TcpEndpoint> {
+        match e {
+            Endpoint::Tcp(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn parses_ipc_and_inproc() {
+        assert_eq!(
+            parse("ipc:///tmp/x.sock"),
+            Ok(Endpoint::Ipc(IpcEndpoint::Path("/tmp/x.sock".into())))
+        );
+        assert_eq!(
+            parse("ipc://@name"),
+            Ok(Endpoint::Ipc(IpcEndpoint::Abstract("name".into())))
+        );
+        assert_eq!(parse("ipc://"), Err(Error::EINVAL));
+        assert_eq!(
+            parse(&format!("ipc:///{}", "x".repeat(200))),
+            Err(Error::ENAMETOOLONG)
+        );
+        assert_eq!(parse("inproc://a"), Ok(Endpoint::Inproc("a".into())));
+        assert_eq!(parse("inproc://"), Err(Error::EINVAL));
+    }
+
     #[test]
     fn parses_the_libzmq_forms() {
-        let Endpoint::Tcp(e) = parse("tcp://127.0.0.1:*").unwrap();
+        let Some(e) = tcp(parse("tcp://127.0.0.1:*").unwrap()) else {
+            panic!()
+        };
         assert_eq!(e.port, None);
         assert_eq!(e.bind_addr(false).unwrap().ip().to_string(), "127.0.0.1");
-        let Endpoint::Tcp(e) = parse("tcp://*:5555").unwrap();
+        let Some(e) = tcp(parse("tcp://*:5555").unwrap()) else {
+            panic!()
+        };
         assert_eq!(e.bind_addr(false).unwrap().to_string(), "0.0.0.0:5555");
         assert_eq!(e.bind_addr(true).unwrap().to_string(), "[::]:5555");
-        let Endpoint::Tcp(e) = parse("tcp://[::1]:7").unwrap();
+        let Some(e) = tcp(parse("tcp://[::1]:7").unwrap()) else {
+            panic!()
+        };
         assert_eq!(e.connect_addrs(true).unwrap()[0].to_string(), "[::1]:7");
-        let Endpoint::Tcp(e) = parse("tcp://localhost:7").unwrap();
+        let Some(e) = tcp(parse("tcp://localhost:7").unwrap()) else {
+            panic!()
+        };
         assert!(!e.connect_addrs(false).unwrap().is_empty());
     }
 
@@ -136,7 +201,9 @@ mod tests {
         assert_eq!(parse("tcp://nope"), Err(Error::EINVAL));
         assert_eq!(parse("tcp://:5"), Err(Error::EINVAL));
         assert_eq!(parse("tcp://h:99999"), Err(Error::EINVAL));
-        let Endpoint::Tcp(e) = parse("tcp://127.0.0.1:*").unwrap();
+        let Some(e) = tcp(parse("tcp://127.0.0.1:*").unwrap()) else {
+            panic!()
+        };
         assert_eq!(e.connect_addrs(false), Err(Error::EINVAL));
     }
 

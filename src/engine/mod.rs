@@ -17,11 +17,11 @@
 //! ends with the connection.
 
 pub mod endpoint;
+mod transport;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, IoSlice, Read, Write};
-use std::net::SocketAddr;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
@@ -42,7 +41,8 @@ use crate::proto::{Decoder, Encoder, Frame, Handshake, HandshakeConfig, Handshak
 use crate::shared::{MailEvent, SocketShared};
 use crate::SocketType;
 
-use endpoint::{Endpoint, TcpEndpoint};
+use endpoint::Endpoint;
+use transport::{Listener as NetListener, Stream};
 
 const WAKER: Token = Token(usize::MAX);
 /// Bytes requested per `read`.
@@ -60,15 +60,15 @@ type PipePair = (Arc<Pipe>, Arc<Pipe>);
 pub(crate) enum Cmd {
     Bind {
         sock: Arc<SocketShared>,
-        ep: TcpEndpoint,
-        spec: String,
+        ep: Endpoint,
         opts: Options,
+        spec: String,
         reply: Sender<Result<String>>,
     },
     Connect {
         sock: Arc<SocketShared>,
         id: u64,
-        ep: TcpEndpoint,
+        ep: Endpoint,
         spec: String,
         opts: Options,
         pipes: Option<PipePair>,
@@ -158,7 +158,7 @@ impl EngineHandle {
 
     /// Binds; returns the resolved endpoint.
     pub fn bind(&self, sock: Arc<SocketShared>, spec: &str, opts: Options) -> Result<String> {
-        let Endpoint::Tcp(ep) = endpoint::parse(spec)?;
+        let ep = endpoint::parse(spec)?;
         let spec = spec.to_string();
         self.call(|reply| Cmd::Bind {
             sock,
@@ -178,9 +178,11 @@ impl EngineHandle {
         opts: Options,
         pipes: Option<PipePair>,
     ) -> Result<()> {
-        let Endpoint::Tcp(ep) = endpoint::parse(spec)?;
-        if ep.port.is_none() || ep.host == "*" {
-            return Err(Error::EINVAL);
+        let ep = endpoint::parse(spec)?;
+        match &ep {
+            Endpoint::Tcp(t) if t.port.is_none() || t.host == "*" => return Err(Error::EINVAL),
+            Endpoint::Inproc(_) => return Err(Error::EPROTONOSUPPORT),
+            _ => {}
         }
         self.send(Cmd::Connect {
             sock,
@@ -248,7 +250,7 @@ struct Listener {
     opts: Options,
     spec: String,
     resolved: String,
-    inner: TcpListener,
+    inner: NetListener,
 }
 
 enum ConnState {
@@ -259,7 +261,7 @@ enum ConnState {
 
 struct Conn {
     serial: u64,
-    stream: TcpStream,
+    stream: Stream,
     session: usize,
     state: ConnState,
     rbuf: BytesMut,
@@ -279,7 +281,7 @@ enum Io {
 }
 
 enum Origin {
-    Connect { ep: TcpEndpoint, spec: String },
+    Connect { ep: Endpoint, spec: String },
     Accepted { listener: usize },
 }
 
@@ -521,21 +523,20 @@ impl Engine {
     fn bind(
         &mut self,
         sock: Arc<SocketShared>,
-        ep: &TcpEndpoint,
+        ep: &Endpoint,
         spec: String,
         opts: Options,
     ) -> Result<String> {
-        let addr = ep.bind_addr(opts.ipv6)?;
-        let std_listener = listen(addr, &opts).map_err(|e| Error::from_io(&e))?;
-        let local = std_listener.local_addr().map_err(|e| Error::from_io(&e))?;
-        let mut inner = TcpListener::from_std(std_listener);
+        if matches!(ep, Endpoint::Inproc(_)) {
+            return Err(Error::EPROTONOSUPPORT);
+        }
+        let (mut inner, resolved) = NetListener::bind(ep, &opts)?;
         let entry = self.io.vacant_entry();
         let tok = entry.key();
         self.poll
             .registry()
             .register(&mut inner, Token(tok), Interest::READABLE)
             .map_err(|e| Error::from_io(&e))?;
-        let resolved = endpoint::format_tcp(&local);
         entry.insert(Io::Listener(Listener {
             sock,
             opts,
@@ -677,27 +678,19 @@ impl Engine {
 
     fn start_connect(&mut self, s: usize) {
         let sess = &self.sessions[s];
-        let Origin::Connect { ep, .. } = &sess.origin else {
+        let Origin::Connect { ep, spec } = &sess.origin else {
             return;
         };
-        let addr = match ep.connect_addrs(sess.opts.ipv6) {
-            Ok(a) => a[0],
-            Err(_) => {
-                log::debug!("cannot resolve {}:{:?}", ep.host, ep.port);
-                self.schedule_reconnect(s);
-                return;
-            }
-        };
-        match TcpStream::connect(addr) {
-            Ok(stream) => {
-                let tok = self.add_conn(stream, s, ConnState::Connecting, addr);
+        match Stream::connect(ep, &sess.opts) {
+            Ok((stream, peer)) => {
+                let tok = self.add_conn(stream, s, ConnState::Connecting, peer);
                 self.sessions[s].conn = tok;
                 if tok.is_none() {
                     self.schedule_reconnect(s);
                 }
             }
             Err(e) => {
-                log::debug!("connect to {addr} failed: {e}");
+                log::debug!("connect to {spec} failed: {e}");
                 self.schedule_reconnect(s);
             }
         }
@@ -724,10 +717,10 @@ impl Engine {
 
     fn add_conn(
         &mut self,
-        mut stream: TcpStream,
+        mut stream: Stream,
         s: usize,
         state: ConnState,
-        peer: SocketAddr,
+        peer: String,
     ) -> Option<usize> {
         let entry = self.io.vacant_entry();
         let tok = entry.key();
@@ -752,7 +745,7 @@ impl Engine {
             frames: Vec::new(),
             pending: None,
             paused: false,
-            peer: peer.ip().to_string(),
+            peer,
             zmtp31: true,
         })));
         Some(tok)
@@ -812,8 +805,7 @@ impl Engine {
         };
         let sess = &self.sessions[c.session];
         let opts = &sess.opts;
-        let _ = c.stream.set_nodelay(true);
-        apply_tcp_options(&c.stream, opts);
+        c.stream.configure(opts);
         let mut hs = Handshake::new(HandshakeConfig {
             socket_type: sess.sock.socket_type,
             identity: opts.routing_id.clone(),
@@ -835,7 +827,7 @@ impl Engine {
             Some(Io::Listener(_)) => self.accept(tok),
             Some(Io::Conn(c)) => {
                 if matches!(c.state, ConnState::Connecting) {
-                    match connect_result(&c.stream) {
+                    match c.stream.connect_result() {
                         Ok(true) => self.start_handshake(tok),
                         Ok(false) => {}
                         Err(e) => self.close_conn(tok, Close::Io(e)),
@@ -1102,59 +1094,5 @@ fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::R
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Close::Io(e)),
         }
-    }
-}
-
-/// Ok(true) once a non-blocking connect completed, Ok(false) while in progress.
-fn connect_result(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-fn listen(addr: SocketAddr, opts: &Options) -> io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        let _ = sock.set_only_v6(!opts.ipv6 && !addr.ip().is_unspecified());
-    }
-    sock.bind(&addr.into())?;
-    sock.listen(opts.backlog.max(1))?;
-    sock.set_nonblocking(true)?;
-    Ok(sock.into())
-}
-
-fn apply_tcp_options(stream: &TcpStream, opts: &Options) {
-    let sock = socket2::SockRef::from(stream);
-    if opts.sndbuf >= 0 {
-        let _ = sock.set_send_buffer_size(opts.sndbuf as usize);
-    }
-    if opts.rcvbuf >= 0 {
-        let _ = sock.set_recv_buffer_size(opts.rcvbuf as usize);
-    }
-    match opts.tcp_keepalive {
-        0 => {
-            let _ = sock.set_keepalive(false);
-        }
-        1 => {
-            let mut ka = socket2::TcpKeepalive::new();
-            if opts.tcp_keepalive_idle > 0 {
-                ka = ka.with_time(Duration::from_secs(opts.tcp_keepalive_idle as u64));
-            }
-            if opts.tcp_keepalive_intvl > 0 {
-                ka = ka.with_interval(Duration::from_secs(opts.tcp_keepalive_intvl as u64));
-            }
-            if opts.tcp_keepalive_cnt > 0 {
-                ka = ka.with_retries(opts.tcp_keepalive_cnt as u32);
-            }
-            let _ = sock.set_tcp_keepalive(&ka);
-        }
-        _ => {}
     }
 }
