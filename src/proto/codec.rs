@@ -24,6 +24,10 @@ const RESERVED_FLAGS: u8 = !(FLAG_MORE | FLAG_LONG | FLAG_COMMAND);
 
 /// Payloads of at least this many bytes are queued by reference instead of being copied.
 pub const ZERO_COPY_THRESHOLD: usize = 8 * 1024;
+/// The encoder grows its current chunk by at least this many bytes at a time.
+pub const CHUNK_SIZE: usize = 16 * 1024;
+/// An idle encoder keeps at most this much buffer capacity.
+const MAX_IDLE_CHUNK: usize = 1024 * 1024;
 /// The decoder never reserves more than this many bytes at once for an incomplete frame.
 pub const MAX_RESERVE: usize = 1024 * 1024;
 
@@ -163,14 +167,22 @@ impl Encoder {
         Self::default()
     }
 
+    /// Makes room for `n` more bytes in the current chunk, growing it by at least
+    /// [`CHUNK_SIZE`] so that many small frames share one allocation.
+    fn room(&mut self, n: usize) {
+        if self.cur.capacity() - self.cur.len() < n {
+            self.cur.reserve(n.max(CHUNK_SIZE));
+        }
+    }
+
     fn put_header(&mut self, flags: u8, size: usize) {
         if size <= 255 {
-            self.cur.reserve(2);
+            self.room(2);
             self.cur.put_u8(flags);
             self.cur.put_u8(size as u8);
             self.len += 2;
         } else {
-            self.cur.reserve(9);
+            self.room(9);
             self.cur.put_u8(flags | FLAG_LONG);
             self.cur.put_u64(size as u64);
             self.len += 9;
@@ -194,6 +206,7 @@ impl Encoder {
             self.seal();
             self.queue.push_back(data.clone());
         } else {
+            self.room(data.len());
             self.cur.extend_from_slice(data);
         }
         self.len += data.len();
@@ -203,6 +216,7 @@ impl Encoder {
     pub fn encode_command(&mut self, cmd: &Command) {
         let size = cmd.body_len();
         self.put_header(FLAG_COMMAND, size);
+        self.room(size);
         let before = self.cur.len();
         cmd.encode_body(&mut self.cur);
         debug_assert_eq!(self.cur.len() - before, size);
@@ -211,6 +225,7 @@ impl Encoder {
 
     /// Appends raw bytes (the greeting).
     pub fn encode_raw(&mut self, bytes: &[u8]) {
+        self.room(bytes.len());
         self.cur.extend_from_slice(bytes);
         self.len += bytes.len();
     }
@@ -269,7 +284,16 @@ impl Encoder {
             }
         }
         if self.len == 0 {
-            self.queue.clear();
+            self.release();
+        }
+    }
+
+    /// Empties the encoder, dropping an oversized current chunk left by a burst.
+    fn release(&mut self) {
+        self.queue.clear();
+        if self.cur.capacity() > MAX_IDLE_CHUNK {
+            self.cur = BytesMut::new();
+        } else {
             self.cur.clear();
         }
     }
@@ -282,8 +306,7 @@ impl Encoder {
             out.extend_from_slice(chunk);
         }
         out.extend_from_slice(&self.cur);
-        self.queue.clear();
-        self.cur.clear();
+        self.release();
         self.len = 0;
     }
 }
@@ -402,6 +425,13 @@ mod tests {
             Command::Ping {
                 ttl_deciseconds: 100,
                 context: Bytes::from_static(b"ctx"),
+            },
+        );
+        command_vector(
+            include_str!("../../zmtp-spec/vectors/command-ping-libzmq.hex"),
+            Command::Ping {
+                ttl_deciseconds: 20,
+                context: Bytes::new(),
             },
         );
         command_vector(
@@ -551,6 +581,22 @@ mod tests {
             Some(Frame::Message { data, .. }) => assert_eq!(data.as_ptr() as usize, base + 2),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn small_frames_are_batched() {
+        let mut enc = Encoder::new();
+        enc.encode_raw(&[0xFF; 64]);
+        for i in 0..100u8 {
+            enc.encode_frame(&Bytes::from(vec![i; 50]), i % 2 == 0);
+        }
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(enc.chunks(&mut slices), 1);
+        assert_eq!(slices[0].len(), 64 + 100 * 52);
+        // After everything is written, the encoder is reusable.
+        enc.advance(enc.len());
+        enc.encode_frame(&Bytes::from_static(b"again"), false);
+        assert_eq!(encoded(&enc), b"\x00\x05again");
     }
 
     #[test]

@@ -318,6 +318,15 @@ mod tests {
     }
 
     #[test]
+    fn error_reason_trailing_bytes_tolerated() {
+        // As libzmq: only the announced reason length is read.
+        let cmd = Command::parse(Bytes::from_static(b"\x05ERROR\x02nojunk")).unwrap();
+        assert_eq!(cmd, Command::Error("no".into()));
+        let cmd = Command::parse(Bytes::from_static(b"\x05ERROR\x00")).unwrap();
+        assert_eq!(cmd, Command::Error(String::new()));
+    }
+
+    #[test]
     fn unknown_command_kept() {
         let cmd = Command::parse(Bytes::from_static(b"\x05HELLO\x01\x02\x03")).unwrap();
         assert_eq!(
