@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod discovery;
 pub mod publisher;
 pub mod retention;
 pub mod subscriber;
