@@ -35,6 +35,7 @@ pub(crate) struct ContextInner {
     open: Mutex<usize>,
     open_cv: Condvar,
     io_threads: AtomicI32,
+    pub inproc: crate::inproc::Registry,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,10 +45,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Context {
     /// A new context. No thread is started until the first socket is created.
     pub fn new() -> Context {
+        let ids = Arc::new(AtomicU64::new(1));
         Context {
             inner: Arc::new(ContextInner {
                 engine: Mutex::new(None),
-                ids: Arc::new(AtomicU64::new(1)),
+                inproc: crate::inproc::Registry::new(ids.clone()),
+                ids,
                 terminated: AtomicBool::new(false),
                 sockets: Mutex::new(Vec::new()),
                 open: Mutex::new(0),

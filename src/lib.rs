@@ -31,6 +31,7 @@
 mod context;
 mod engine;
 pub mod error;
+mod inproc;
 pub mod fuzzing;
 pub mod message;
 pub mod metadata;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::context::Context;
 use crate::engine::EngineHandle;
 use crate::error::{Error, Result};
+use crate::inproc;
 use crate::message::Message;
 use crate::metadata::Metadata;
 use crate::options::Options;
@@ -114,6 +115,15 @@ fn send_error(e: SendError) -> Error {
     }
 }
 
+/// The name of an `inproc://` endpoint, `None` for other transports.
+fn inproc_name(endpoint: &str) -> Result<Option<&str>> {
+    match endpoint.strip_prefix("inproc://") {
+        Some(name) if name.is_empty() || name.len() > 256 => Err(Error::EINVAL),
+        Some(name) => Ok(Some(name)),
+        None => Ok(None),
+    }
+}
+
 fn deadline(timeout_ms: i32) -> Option<Instant> {
     u64::try_from(timeout_ms)
         .ok()
@@ -184,6 +194,12 @@ impl Socket {
     /// back with [`Socket::get_last_endpoint`]).
     pub fn bind(&self, endpoint: &str) -> Result<()> {
         let opts = self.core().opts.clone();
+        if let Some(name) = inproc_name(endpoint)? {
+            let side = inproc::Side::new(self.shared.clone(), &opts);
+            self.ctx.inner.inproc.bind(name, side)?;
+            self.core().last_endpoint = endpoint.to_string();
+            return Ok(());
+        }
         let resolved = self.engine.bind(self.shared.clone(), endpoint, opts)?;
         self.core().last_endpoint = resolved;
         Ok(())
@@ -192,6 +208,9 @@ impl Socket {
     /// Stops accepting on `endpoint` (as returned by `get_last_endpoint`) and closes the
     /// connections accepted through it.
     pub fn unbind(&self, endpoint: &str) -> Result<()> {
+        if let Some(name) = inproc_name(endpoint)? {
+            return self.ctx.inner.inproc.unbind(name, self.shared.id);
+        }
         self.engine.unbind(self.shared.id, endpoint)
     }
 
@@ -200,6 +219,16 @@ impl Socket {
     pub fn connect(&self, endpoint: &str) -> Result<()> {
         let mut core = self.core();
         let opts = core.opts.clone();
+        if let Some(name) = inproc_name(endpoint)? {
+            let side = inproc::Side::new(self.shared.clone(), &opts);
+            let peer = self.ctx.inner.inproc.connect(name, side)?;
+            let (out, inp) = (peer.out.clone(), peer.inp.clone());
+            if !core.pattern.attach(peer) {
+                out.close_and_clear();
+                inp.close_and_clear();
+            }
+            return Ok(());
+        }
         let id = self.ctx.inner.next_id();
         // Pipes exist before the connection (messages queue to a peer not yet reached) only
         // for types that send to any peer; the others attach once the peer is known.
@@ -249,6 +278,9 @@ impl Socket {
 
     /// Closes the connection made by `connect(endpoint)`.
     pub fn disconnect(&self, endpoint: &str) -> Result<()> {
+        if let Some(name) = inproc_name(endpoint)? {
+            return self.ctx.inner.inproc.disconnect(name, self.shared.id);
+        }
         self.engine.disconnect(self.shared.id, endpoint)
     }
 
@@ -540,6 +572,7 @@ int_options! {
 impl Drop for Socket {
     fn drop(&mut self) {
         let linger = self.core.get_mut().opts.linger;
+        self.ctx.inner.inproc.socket_closed(self.shared.id);
         self.engine.close_socket(self.shared.id, linger);
         self.ctx.inner.socket_closed();
     }
