@@ -594,6 +594,17 @@ mod tests {
             &parse_hex(include_str!("../../zmtp-spec/vectors/ready-push.hex"))[..]
         );
 
+        let mut hs = Handshake::new(cfg(SocketType::DEALER));
+        let _ = output(&mut hs);
+        let mut buf = BytesMut::from(&libzmq[..64]);
+        hs.handle_input(&mut buf).unwrap();
+        assert_eq!(
+            &output(&mut hs)[..],
+            &parse_hex(include_str!(
+                "../../zmtp-spec/vectors/ready-dealer-empty-identity.hex"
+            ))[..]
+        );
+
         let mut c = cfg(SocketType::DEALER);
         c.identity = Bytes::from_static(b"client-1");
         let mut hs = Handshake::new(c);
@@ -606,6 +617,47 @@ mod tests {
                 "../../zmtp-spec/vectors/ready-dealer-identity.hex"
             ))[..]
         );
+    }
+
+    #[test]
+    fn every_greeting_and_ready_vector_through_the_handshake() {
+        let greetings = [
+            (
+                include_str!("../../zmtp-spec/vectors/greeting-null-3.1-client.hex"),
+                1,
+            ),
+            (
+                include_str!("../../zmtp-spec/vectors/greeting-libzmq-4.3.hex"),
+                1,
+            ),
+            (
+                include_str!("../../zmtp-spec/vectors/greeting-null-3.0.hex"),
+                0,
+            ),
+        ];
+        let readies = [
+            (
+                include_str!("../../zmtp-spec/vectors/ready-dealer-identity.hex"),
+                &b"client-1"[..],
+            ),
+            (
+                include_str!("../../zmtp-spec/vectors/ready-dealer-empty-identity.hex"),
+                &b""[..],
+            ),
+        ];
+        for (greeting, minor) in greetings {
+            for (ready, identity) in readies {
+                let mut input = parse_hex(greeting);
+                input.extend(parse_hex(ready));
+                input.extend_from_slice(b"\x01\x00\x00\x02hi");
+                let (r, rest) = feed_all_ways(&cfg(SocketType::ROUTER), &input);
+                let peer = done(r);
+                assert_eq!(peer.socket_type, SocketType::DEALER);
+                assert_eq!(peer.identity, identity);
+                assert_eq!(peer.minor_version, minor);
+                assert_eq!(&rest[..], b"\x01\x00\x00\x02hi");
+            }
+        }
     }
 
     #[test]

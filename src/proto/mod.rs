@@ -149,3 +149,47 @@ impl XorShift {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_vector_file_is_valid_hex() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("zmtp-spec/vectors");
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "hex") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(!parse_hex(&text).is_empty(), "{}", path.display());
+                count += 1;
+            }
+        }
+        assert!(count >= 15, "only {count} vectors");
+    }
+
+    #[test]
+    fn hex_parser_skips_comments_and_whitespace() {
+        assert_eq!(
+            parse_hex("# c\n 0a ff\n\t# x 12\nFF00"),
+            [0x0a, 0xff, 0xff, 0x00]
+        );
+    }
+
+    #[test]
+    fn errors_display() {
+        let e = ProtoError::IncompatibleSocketType {
+            ours: SocketType::PUSH,
+            peer: SocketType::PUSH,
+        };
+        assert_eq!(
+            e.to_string(),
+            "incompatible socket types: ours is PUSH, the peer is PUSH"
+        );
+        assert_eq!(
+            ProtoError::PeerError("x".into()).to_string(),
+            "peer sent ERROR: x"
+        );
+    }
+}
