@@ -715,6 +715,50 @@ mod tests {
     }
 
     #[test]
+    fn mutated_transcripts_never_panic() {
+        // Valid transcripts with random bytes flipped, inserted or cut, fed in random chunks
+        // to the handshake and then to a decoder: errors are fine, panics are not.
+        let base = parse_hex(include_str!(
+            "../../zmtp-spec/vectors/handshake-null-push-to-pull.hex"
+        ));
+        let mut rng = XorShift(0x1234_5678);
+        for round in 0..3000 {
+            let mut data = base.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                let i = (rng.next() as usize) % data.len();
+                match rng.next() % 4 {
+                    0 => data[i] = rng.next() as u8,
+                    1 => data[i] ^= 1 << (rng.next() % 8),
+                    2 => data.insert(i, rng.next() as u8),
+                    _ => data.truncate(i.max(1)),
+                }
+            }
+            let chunks = rng.chunks(&data, 1 + round % 70);
+            let c = cfg(if round % 2 == 0 {
+                SocketType::PULL
+            } else {
+                SocketType::ROUTER
+            });
+            let mut hs = Handshake::new(c);
+            let mut buf = BytesMut::new();
+            let mut dec = Decoder::new(Some(1 << 16));
+            let mut done = false;
+            for chunk in chunks {
+                buf.extend_from_slice(chunk);
+                if !done {
+                    match hs.handle_input(&mut buf) {
+                        Ok(HandshakeStatus::Done(_)) => done = true,
+                        Ok(HandshakeStatus::InProgress) => continue,
+                        Err(_) => break,
+                    }
+                }
+                while let Ok(Some(_)) = dec.decode(&mut buf) {}
+            }
+            let _ = output(&mut hs);
+        }
+    }
+
+    #[test]
     fn mechanism_refused() {
         let mut g = Greeting::null(false);
         g.mechanism = greeting::mechanism_field("CURVE");
