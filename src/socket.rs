@@ -222,6 +222,7 @@ impl Socket {
         if let Some(name) = inproc_name(endpoint)? {
             let side = inproc::Side::new(self.shared.clone(), &opts);
             let peer = self.ctx.inner.inproc.connect(name, side)?;
+            core.last_endpoint = endpoint.to_string();
             let (out, inp) = (peer.out.clone(), peer.inp.clone());
             if !core.pattern.attach(peer) {
                 out.close_and_clear();
@@ -260,6 +261,7 @@ impl Socket {
             opts.clone(),
             pipes.clone(),
         )?;
+        core.last_endpoint = endpoint.to_string();
         if let Some((out, inp)) = pipes {
             let peer = Peer {
                 id,

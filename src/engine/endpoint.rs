@@ -67,9 +67,6 @@ fn parse_tcp(addr: &str) -> Result<TcpEndpoint> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    if host.is_empty() {
-        return Err(Error::EINVAL);
-    }
     let port = match port {
         "*" | "0" => None,
         p => Some(p.parse::<u16>().map_err(|_| Error::EINVAL)?),
@@ -81,7 +78,9 @@ fn parse_tcp(addr: &str) -> Result<TcpEndpoint> {
 }
 
 impl TcpEndpoint {
-    /// The address to bind: `*` is the IPv4 (or, with `ipv6`, IPv6) wildcard.
+    /// The address to bind: `*` is the IPv4 (or, with `ipv6`, IPv6) wildcard. As in libzmq,
+    /// bind takes an IP address, not a host name (`ENODEV`), and an IPv6 address only with
+    /// the `IPV6` option.
     pub fn bind_addr(&self, ipv6: bool) -> Result<SocketAddr> {
         let port = self.port.unwrap_or(0);
         if self.host == "*" {
@@ -92,13 +91,21 @@ impl TcpEndpoint {
             };
             return Ok(SocketAddr::new(ip, port));
         }
-        self.resolve(port, ipv6).map_err(|_| Error::ENODEV)
+        match self.host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_ipv4() || ipv6 => Ok(SocketAddr::new(ip, port)),
+            _ => Err(Error::ENODEV),
+        }
     }
 
     /// The addresses to connect to (a port is required).
     pub fn connect_addrs(&self, ipv6: bool) -> Result<Vec<SocketAddr>> {
         let port = self.port.ok_or(Error::EINVAL)?;
-        if self.host == "*" {
+        let numeric = self.host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if self.host == "*"
+            || self.host.is_empty()
+            || (numeric && self.host.parse::<IpAddr>().is_err())
+        {
+            // Not a usable address (and not worth a DNS query from the I/O thread).
             return Err(Error::EINVAL);
         }
         let mut addrs: Vec<SocketAddr> = match self.host.parse::<IpAddr>() {
@@ -115,22 +122,6 @@ impl TcpEndpoint {
             return Err(Error::EINVAL);
         }
         Ok(addrs)
-    }
-
-    fn resolve(&self, port: u16, ipv6: bool) -> Result<SocketAddr> {
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, port));
-        }
-        let addrs: Vec<SocketAddr> = (self.host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|_| Error::EINVAL)?
-            .collect();
-        addrs
-            .iter()
-            .find(|a| a.is_ipv4() || ipv6)
-            .or(addrs.first())
-            .copied()
-            .ok_or(Error::EINVAL)
     }
 }
 
@@ -199,7 +190,18 @@ mod tests {
         assert_eq!(parse("nope"), Err(Error::EINVAL));
         assert_eq!(parse("foo://x"), Err(Error::EPROTONOSUPPORT));
         assert_eq!(parse("tcp://nope"), Err(Error::EINVAL));
-        assert_eq!(parse("tcp://:5"), Err(Error::EINVAL));
+        let Some(e) = tcp(parse("tcp://:5").unwrap()) else {
+            panic!()
+        };
+        assert_eq!(e.bind_addr(false), Err(Error::ENODEV));
+        let Some(e) = tcp(parse("tcp://localhost:*").unwrap()) else {
+            panic!()
+        };
+        assert_eq!(e.bind_addr(false), Err(Error::ENODEV));
+        let Some(e) = tcp(parse("tcp://[::1]:*").unwrap()) else {
+            panic!()
+        };
+        assert_eq!(e.bind_addr(false), Err(Error::ENODEV));
         assert_eq!(parse("tcp://h:99999"), Err(Error::EINVAL));
         let Some(e) = tcp(parse("tcp://127.0.0.1:*").unwrap()) else {
             panic!()
