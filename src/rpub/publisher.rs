@@ -309,15 +309,16 @@ impl<S: RetentionStore> Publisher<S> {
         let join_at =
             match req.kind {
                 RequestKind::Range { from, to } => {
-                    let from = from.max(1);
+                    // `from`/`to` are echoed as requested (decoding guarantees to >= from);
+                    // seq 0 never exists, so sending starts at 1.
                     if req.epoch != self.epoch {
                         let mut v = Vec::new();
-                        if to >= from {
+                        if to >= 1 {
                             v.push(self.reply(ReplayReply::Gap {
                                 publisher: self.id,
                                 epoch: req.epoch,
                                 stream: req.stream.clone(),
-                                from,
+                                from: from.max(1),
                                 to,
                             }));
                         }
@@ -349,8 +350,8 @@ impl<S: RetentionStore> Publisher<S> {
                     self.jobs.push_back(Job {
                         stream: req.stream.clone(),
                         from,
-                        to: to.max(from.saturating_sub(1)),
-                        next: from,
+                        to,
+                        next: from.max(1),
                         peers: vec![peer],
                         started: false,
                     });

@@ -1929,6 +1929,52 @@ mod tests {
             .any(|d| matches!(d, Delivery::PublisherLost { .. })));
     }
 
+    /// Many subscribers losing the same messages send identical requests; the publisher
+    /// serves them as one merged job, and every subscriber gets everything.
+    #[test]
+    fn identical_losses_on_many_subscribers_are_merged() {
+        let mut p = Publisher::with_ring(
+            Id128([7; 16]),
+            1,
+            PublisherConfig::default(),
+            RetentionLimits::default(),
+        );
+        let frames: Vec<Vec<Bytes>> = (0..10)
+            .map(|i| p.publish(b"s", Bytes::from(vec![i]), 0).unwrap())
+            .collect();
+        let mut subs: Vec<Subscriber> = (0..3).map(|_| sub_all(JoinPolicy::FromSeq(1))).collect();
+        for sub in subs.iter_mut() {
+            for (i, f) in frames.iter().enumerate() {
+                if !(3..7).contains(&i) {
+                    sub.handle_data(f, 1).unwrap();
+                }
+            }
+        }
+        for (i, sub) in subs.iter_mut().enumerate() {
+            let reqs = sub.poll_timers(1);
+            assert_eq!(reqs.len(), 1);
+            assert_eq!(reqs[0].kind, RequestKind::Range { from: 4, to: 7 });
+            let peer = Bytes::from(vec![i as u8]);
+            assert!(p.handle_replay_request(peer, &reqs[0], 1).is_empty());
+        }
+        assert_eq!(p.stats().merged_requests, 2);
+        let out = p.poll_replay(2, 1000);
+        assert_eq!(out.len(), 3 * (4 + 1));
+        for (peer, f) in out {
+            subs[peer[0] as usize].handle_replay_reply(&f, 3).unwrap();
+        }
+        for sub in subs.iter_mut() {
+            assert!(sub.poll_timers(3).is_empty());
+            let seqs: Vec<u64> = std::iter::from_fn(|| sub.poll_event())
+                .filter_map(|d| match d {
+                    Delivery::Message(m) => Some(m.seq),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+        }
+    }
+
     #[test]
     fn slow_consumer_queue_threshold() {
         let mut sub = Subscriber::new(SubscriberConfig {
