@@ -60,6 +60,15 @@ struct Core {
     in_meta: Option<Arc<Metadata>>,
     rcvmore: bool,
     last_endpoint: String,
+    flags: Flags,
+}
+
+/// Boolean options kept for their getters (the pattern holds the behaviour).
+#[derive(Default)]
+struct Flags {
+    router_mandatory: bool,
+    router_handover: bool,
+    probe_router: bool,
 }
 
 impl Core {
@@ -152,6 +161,7 @@ impl Socket {
                 in_meta: None,
                 rcvmore: false,
                 last_endpoint: String::new(),
+                flags: Flags::default(),
             }),
         })
     }
@@ -495,6 +505,84 @@ impl Socket {
     /// `ZMQ_IMMEDIATE`.
     pub fn is_immediate(&self) -> Result<bool> {
         Ok(self.core().opts.immediate)
+    }
+
+    fn pattern_opt(&self, opt: pattern::PatternOpt<'_>) -> Result<()> {
+        match self.core().pattern.set_opt(opt) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Error::EINVAL),
+        }
+    }
+
+    /// SUB: receive messages whose first frame starts with `prefix` (empty = everything).
+    pub fn set_subscribe(&self, prefix: &[u8]) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::Subscribe(prefix))
+    }
+
+    /// SUB: cancel one earlier `set_subscribe(prefix)`.
+    pub fn set_unsubscribe(&self, prefix: &[u8]) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::Unsubscribe(prefix))
+    }
+
+    /// REQ: allow a new request before the reply to the previous one (`ZMQ_REQ_RELAXED`).
+    pub fn set_req_relaxed(&self, value: bool) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::ReqRelaxed(value))
+    }
+
+    /// REQ: match replies to requests with a request id (`ZMQ_REQ_CORRELATE`).
+    pub fn set_req_correlate(&self, value: bool) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::ReqCorrelate(value))
+    }
+
+    /// ROUTER: `EHOSTUNREACH` instead of silently dropping unroutable messages.
+    pub fn set_router_mandatory(&self, value: bool) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::RouterMandatory(value))?;
+        self.core().flags.router_mandatory = value;
+        Ok(())
+    }
+
+    /// `ZMQ_ROUTER_MANDATORY`.
+    pub fn is_router_mandatory(&self) -> Result<bool> {
+        Ok(self.core().flags.router_mandatory)
+    }
+
+    /// ROUTER: a new peer with a routing id already in use takes it over.
+    pub fn set_router_handover(&self, value: bool) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::RouterHandover(value))?;
+        self.core().flags.router_handover = value;
+        Ok(())
+    }
+
+    /// `ZMQ_ROUTER_HANDOVER`.
+    pub fn is_router_handover(&self) -> Result<bool> {
+        Ok(self.core().flags.router_handover)
+    }
+
+    /// ROUTER/DEALER: send an empty message to every new peer (`ZMQ_PROBE_ROUTER`).
+    pub fn set_probe_router(&self, value: bool) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::ProbeRouter(value))?;
+        self.core().flags.probe_router = value;
+        Ok(())
+    }
+
+    /// `ZMQ_PROBE_ROUTER`.
+    pub fn is_probe_router(&self) -> Result<bool> {
+        Ok(self.core().flags.probe_router)
+    }
+
+    /// XPUB: pass every subscription message to the application, duplicates included.
+    pub fn set_xpub_verbose(&self, value: bool) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::XpubVerbose(value))
+    }
+
+    /// XPUB: a message sent to every new subscriber (`None` turns it off).
+    pub fn set_xpub_welcome_msg(&self, value: Option<&str>) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::XpubWelcomeMsg(value.map(str::as_bytes)))
+    }
+
+    /// ROUTER: the routing id to give the peer of the next `connect`.
+    pub fn set_connect_routing_id(&self, value: &[u8]) -> Result<()> {
+        self.pattern_opt(pattern::PatternOpt::ConnectRoutingId(value))
     }
 
     /// `ZMQ_IPV6`: wildcard binds accept IPv6 too.
