@@ -10,13 +10,22 @@
 //! [`crate::Socket`], and the I/O thread (or an inproc peer) sits at the other end of the
 //! pipes.
 
+pub mod dealer;
+pub mod dist;
 pub mod fq;
 pub mod lb;
 pub mod pair;
 pub mod pipe;
+pub mod publ;
 pub mod pull;
 pub mod push;
+pub mod rep;
+pub mod req;
+pub mod router;
+pub mod sub;
 pub mod trie;
+pub mod xpub;
+pub mod xsub;
 
 use std::sync::Arc;
 
@@ -133,6 +142,14 @@ pub fn for_type(socket_type: SocketType) -> Option<Box<dyn Pattern>> {
         SocketType::PAIR => Box::new(pair::Pair::default()),
         SocketType::PUSH => Box::new(push::Push::default()),
         SocketType::PULL => Box::new(pull::Pull::default()),
+        SocketType::REQ => Box::new(req::Req::default()),
+        SocketType::REP => Box::new(rep::Rep::default()),
+        SocketType::DEALER => Box::new(dealer::Dealer::default()),
+        SocketType::ROUTER => Box::new(router::Router::default()),
+        SocketType::PUB => Box::new(publ::Pub::default()),
+        SocketType::SUB => Box::new(sub::Sub::default()),
+        SocketType::XPUB => Box::new(xpub::XPub::default()),
+        SocketType::XSUB => Box::new(xsub::XSub::default()),
         _ => return None,
     })
 }
