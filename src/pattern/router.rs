@@ -416,4 +416,27 @@ mod tests {
             Err(OptError::NotSupported)
         );
     }
+
+    #[test]
+    fn rfc28_dealer_probe_reaches_router_as_empty_message() {
+        use crate::pattern::dealer::Dealer;
+        let mut d = Dealer::default();
+        d.set_opt(PatternOpt::ProbeRouter(true)).unwrap();
+        let mut r = Router::default();
+        let p = peer(1, 10);
+        let q = Peer {
+            id: 2,
+            out: p.inp.clone(),
+            inp: p.out.clone(),
+            routing_id: Bytes::from_static(b"dealer"),
+            meta: None,
+        };
+        d.attach(p);
+        r.attach(q);
+        let (m, _) = r.recv().unwrap().unwrap();
+        assert_eq!(frames(&m), vec![&b"dealer"[..], b""]);
+        // The ROUTER can now address the DEALER first.
+        r.send(to(b"dealer", "welcome"), true).unwrap();
+        assert_eq!(d.recv().unwrap().unwrap().0, msg("welcome"));
+    }
 }

@@ -162,4 +162,34 @@ mod tests {
             Err(OptError::NotSupported)
         );
     }
+
+    #[test]
+    fn rfc29_sub_pub_linked_subscribe_and_unsubscribe() {
+        use crate::pattern::publ::Pub;
+        let mut s = Sub::default();
+        let mut p = Pub::default();
+        let to_pub = peer(1, 10);
+        let from_sub = Peer {
+            id: 2,
+            out: to_pub.inp.clone(),
+            inp: to_pub.out.clone(),
+            routing_id: Bytes::new(),
+            meta: None,
+        };
+        s.set_opt(PatternOpt::Subscribe(b"a")).unwrap();
+        s.attach(to_pub);
+        p.attach(from_sub);
+        // Subscribed twice, unsubscribed once: still subscribed on both sides.
+        s.set_opt(PatternOpt::Subscribe(b"a")).unwrap();
+        s.set_opt(PatternOpt::Unsubscribe(b"a")).unwrap();
+        assert_eq!(p.can_send(), Ok(true));
+        p.send(msg("a1"), true).unwrap();
+        p.send(msg("b1"), true).unwrap();
+        assert_eq!(s.recv().unwrap().unwrap().0, msg("a1"));
+        assert_eq!(s.recv(), Ok(None));
+        s.set_opt(PatternOpt::Unsubscribe(b"a")).unwrap();
+        assert_eq!(p.can_send(), Ok(true));
+        p.send(msg("a2"), true).unwrap();
+        assert_eq!(s.recv(), Ok(None));
+    }
 }

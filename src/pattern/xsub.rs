@@ -173,4 +173,28 @@ mod tests {
         assert_eq!(x.recv().unwrap().unwrap().0, msg("anything"));
         assert_eq!(x.recv(), Ok(None));
     }
+
+    #[test]
+    fn rfc29_xsub_to_xpub_forwarding_like_a_proxy() {
+        use crate::pattern::xpub::XPub;
+        let mut xs = XSub::default();
+        let mut xp = XPub::default();
+        let up = peer(1, 10);
+        let down = Peer {
+            id: 2,
+            out: up.inp.clone(),
+            inp: up.out.clone(),
+            routing_id: Bytes::new(),
+            meta: None,
+        };
+        xs.attach(up);
+        xp.attach(down);
+        xs.send(subscription(1, b"news"), true).unwrap();
+        assert!(xp.can_recv());
+        assert_eq!(xp.recv().unwrap().unwrap().0, subscription(1, b"news"));
+        xp.send(msg("news: ok"), true).unwrap();
+        xp.send(msg("other"), true).unwrap();
+        assert_eq!(xs.recv().unwrap().unwrap().0, msg("news: ok"));
+        assert_eq!(xs.recv(), Ok(None));
+    }
 }
