@@ -243,6 +243,12 @@ enum Timer {
     Reconnect(u64),
     Handshake(usize, u64),
     Linger(u64),
+    /// Send the next PING on connection (token, serial).
+    Ping(usize, u64),
+    /// The PING sent at this instant must have been answered by now.
+    PingTimeout(usize, u64, Instant),
+    /// The peer's PING TTL: the connection must have seen traffic within it.
+    PeerTtl(usize, u64, Duration),
 }
 
 struct Listener {
@@ -273,6 +279,8 @@ struct Conn {
     peer: String,
     /// The peer speaks ZMTP 3.1 (commands for subscriptions, PING/PONG).
     zmtp31: bool,
+    /// Last time any byte arrived (heartbeats: any traffic counts as life).
+    last_rx: Instant,
 }
 
 enum Io {
@@ -308,6 +316,7 @@ enum Close {
     Proto(crate::proto::ProtoError),
     PeerError(String),
     Timeout,
+    HeartbeatTimeout,
 }
 
 impl std::fmt::Display for Close {
@@ -318,6 +327,7 @@ impl std::fmt::Display for Close {
             Close::Proto(e) => write!(f, "protocol error: {e}"),
             Close::PeerError(r) => write!(f, "peer sent ERROR: {r}"),
             Close::Timeout => f.write_str("handshake timed out"),
+            Close::HeartbeatTimeout => f.write_str("heartbeat timed out (peer silent)"),
         }
     }
 }
@@ -418,6 +428,21 @@ impl Engine {
                         self.close_conn(tok, Close::Timeout);
                     }
                 }
+                Timer::Ping(tok, serial) => self.heartbeat(tok, serial),
+                Timer::PingTimeout(tok, serial, sent) => {
+                    let dead = matches!(self.io.get(tok), Some(Io::Conn(c))
+                        if c.serial == serial && c.last_rx < sent);
+                    if dead {
+                        self.close_conn(tok, Close::HeartbeatTimeout);
+                    }
+                }
+                Timer::PeerTtl(tok, serial, ttl) => {
+                    let dead = matches!(self.io.get(tok), Some(Io::Conn(c))
+                        if c.serial == serial && c.last_rx.elapsed() >= ttl);
+                    if dead {
+                        self.close_conn(tok, Close::HeartbeatTimeout);
+                    }
+                }
                 Timer::Linger(sock_id) => {
                     let doomed: Vec<usize> = self
                         .sessions
@@ -431,6 +456,32 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Sends a PING (ZMTP 3.1 peers only), arms its deadline and the next PING.
+    fn heartbeat(&mut self, tok: usize, serial: u64) {
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return;
+        };
+        if c.serial != serial {
+            return;
+        }
+        let opts = &self.sessions[c.session].opts;
+        let ivl = ms(opts.heartbeat_ivl);
+        let timeout = if opts.heartbeat_timeout >= 0 {
+            ms(opts.heartbeat_timeout)
+        } else {
+            ivl
+        };
+        let ttl = u16::try_from(opts.heartbeat_ttl / 100).unwrap_or(u16::MAX);
+        c.enc.encode_command(&Command::Ping {
+            ttl_deciseconds: ttl,
+            context: Bytes::new(),
+        });
+        let now = Instant::now();
+        self.add_timer(timeout, Timer::PingTimeout(tok, serial, now));
+        self.add_timer(ivl, Timer::Ping(tok, serial));
+        self.drive(tok, false);
     }
 
     // ----- commands --------------------------------------------------------------------
@@ -747,6 +798,7 @@ impl Engine {
             paused: false,
             peer,
             zmtp31: true,
+            last_rx: Instant::now(),
         })));
         Some(tok)
     }
@@ -881,7 +933,10 @@ impl Engine {
                     c.rbuf.truncate(start);
                     return Err(Close::Eof);
                 }
-                Ok(n) => c.rbuf.truncate(start + n),
+                Ok(n) => {
+                    c.rbuf.truncate(start + n);
+                    c.last_rx = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     c.rbuf.truncate(start);
                     return Ok(());
@@ -910,6 +965,11 @@ impl Engine {
                     c.zmtp31 = peer.minor_version >= 1;
                     let s = c.session;
                     let addr = c.peer.clone();
+                    let serial = c.serial;
+                    let ivl = self.sessions[s].opts.heartbeat_ivl;
+                    if ivl > 0 && c.zmtp31 {
+                        self.add_timer(ms(ivl), Timer::Ping(tok, serial));
+                    }
                     self.handshake_done(s, peer, addr);
                 }
                 Err(e) => {
@@ -959,8 +1019,17 @@ impl Engine {
                     }
                 }
                 Some(Frame::Command(cmd)) => match cmd {
-                    Command::Ping { context, .. } => {
+                    Command::Ping {
+                        context,
+                        ttl_deciseconds,
+                    } => {
                         c.enc.encode_command(&Command::Pong { context });
+                        if ttl_deciseconds > 0 {
+                            let ttl = Duration::from_millis(u64::from(ttl_deciseconds) * 100);
+                            let (serial, at) = (c.serial, c.last_rx);
+                            self.timers
+                                .push(Reverse((at + ttl, Timer::PeerTtl(tok, serial, ttl))));
+                        }
                     }
                     Command::Error(reason) => return Err(Close::PeerError(reason)),
                     Command::Subscribe(ref topic) | Command::Cancel(ref topic) => {
@@ -1020,7 +1089,7 @@ impl Engine {
         };
         let s = c.session;
         match &reason {
-            Close::Proto(_) | Close::PeerError(_) | Close::Timeout => {
+            Close::Proto(_) | Close::PeerError(_) | Close::Timeout | Close::HeartbeatTimeout => {
                 log::warn!("closing connection with {}: {reason}", c.peer)
             }
             _ => log::debug!("closing connection with {}: {reason}", c.peer),
