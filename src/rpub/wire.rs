@@ -1165,7 +1165,7 @@ pub struct CursorEntry {
     pub last_delivered: u64,
 }
 
-/// Encodes cursor entries (spec section 8.3).
+/// Encodes cursor entries (spec section 8.1).
 pub fn encode_cursor(entries: &[CursorEntry]) -> Result<Bytes, WireError> {
     if entries.len() > u32::MAX as usize {
         return Err(WireError::TooLarge("cursor entries"));
