@@ -21,6 +21,8 @@ pub struct Dist {
     slots: Vec<Slot>,
     /// Drops of peers already detached.
     gone_drops: u64,
+    /// Reused by [`Dist::send_to`] (no allocation per message).
+    targets: Vec<usize>,
 }
 
 impl Dist {
@@ -106,7 +108,9 @@ impl Dist {
     /// Sends `msg` to the peers in `ids` (each at most once; unknown ids are skipped) that
     /// have room; returns how many got it.
     pub fn send_to(&mut self, msg: Msg, ids: &[u64]) -> usize {
-        let mut targets: Vec<usize> = ids.iter().filter_map(|&id| self.find(id).ok()).collect();
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        targets.extend(ids.iter().filter_map(|&id| self.find(id).ok()));
         targets.sort_unstable();
         targets.dedup();
         let n = targets.len();
@@ -118,6 +122,7 @@ impl Dist {
                 sent += usize::from(Self::offer(&mut self.slots[i], m));
             }
         }
+        self.targets = targets;
         sent
     }
 

@@ -38,7 +38,9 @@ pub struct PubCore {
     welcome: Option<Bytes>,
     /// `can_send` has just applied subscriptions: `send` need not do it again.
     fresh: bool,
+    /// Scratch vectors reused on every send (no allocation per message).
     matched: Vec<u64>,
+    readable: Vec<u64>,
     batch: Vec<Msg>,
 }
 
@@ -75,15 +77,17 @@ impl PubCore {
 
     /// Applies every queued subscription from every peer.
     pub fn drain(&mut self, sink: Sink<'_>) {
-        let mut ids = Vec::with_capacity(self.dist.len());
+        let mut ids = std::mem::take(&mut self.readable);
+        ids.clear();
         self.dist.for_each_peer(|p| {
             if p.inp.is_readable() {
                 ids.push(p.id)
             }
         });
-        for id in ids {
+        for &id in &ids {
             self.drain_peer(id, sink);
         }
+        self.readable = ids;
     }
 
     fn drain_peer(&mut self, id: u64, sink: Sink<'_>) {
