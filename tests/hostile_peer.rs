@@ -52,6 +52,40 @@ macro_rules! hostile_suite {
             }
         }
 
+        /// A well-behaved PUSH in its own thread and context that keeps sending `bg<i>`
+        /// (i in 0..n, ~1 ms apart) to `ep` while the test attacks the PULL.
+        struct Background {
+            n: u32,
+            handle: std::thread::JoinHandle<()>,
+        }
+
+        impl Background {
+            fn start(ep: &str, n: u32) -> Background {
+                let ep = ep.to_string();
+                let handle = std::thread::spawn(move || {
+                    let ctx = zmq::Context::new();
+                    let push = sock!(ctx, zmq::PUSH);
+                    push.set_linger(-1).unwrap(); // deliver everything before the thread ends
+                    push.connect(&ep).unwrap();
+                    for i in 0..n {
+                        push.send(&format!("bg{i}")[..], 0).unwrap();
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                });
+                Background { n, handle }
+            }
+
+            /// Receives exactly the background sender's messages from `pull`, all in order
+            /// (call when no other sender is active), and joins the thread.
+            fn finish(self, pull: &zmq::Socket) {
+                for i in 0..self.n {
+                    let m = pull.recv_bytes(0).unwrap_or_else(|e| panic!("bg{i}: {e:?}"));
+                    assert_eq!(String::from_utf8_lossy(&m), format!("bg{i}"));
+                }
+                self.handle.join().expect("background sender");
+            }
+        }
+
         /// Nothing else is waiting on the PULL.
         fn nothing_more(pull: &zmq::Socket) {
             assert_eq!(pull.recv_bytes(zmq::DONTWAIT), Err(zmq::Error::EAGAIN));
@@ -91,11 +125,13 @@ macro_rules! hostile_suite {
             // refused and the connection closed.
             run(|| {
                 let (_ctx, pull, good, ep) = setup(None);
+                let bg = Background::start(&ep, 300);
                 let mut raw = RawPeer::connect(&ep);
                 raw.send(&null_greeting()).unwrap();
                 raw.send(&ready(&[("Socket-Type", b"PULL")])).unwrap();
                 let _ = raw.send(&frame(b"must-not-arrive", false));
                 assert!(raw.closed_within(CLOSE_WITHIN), "wrong socket type not refused");
+                bg.finish(&pull);
                 good_stream(&pull, &good, 0..100);
                 nothing_more(&pull);
             });
@@ -107,6 +143,7 @@ macro_rules! hostile_suite {
             run(|| {
                 let (_ctx, pull, good, ep) = setup(None);
                 good_stream(&pull, &good, 0..100);
+                let bg = Background::start(&ep, 300);
                 let mut raw = RawPeer::connect(&ep);
                 if LIBZMQ {
                     // libzmq takes a first octet other than 0xFF for a ZMTP 1.0 peer and reads
@@ -123,6 +160,7 @@ macro_rules! hostile_suite {
                     let _ = raw.send(&[0x41u8; 64]);
                 }
                 assert!(raw.closed_within(CLOSE_WITHIN), "garbage greeting not closed");
+                bg.finish(&pull);
                 good_stream(&pull, &good, 100..200);
                 nothing_more(&pull);
             });
@@ -138,11 +176,13 @@ macro_rules! hostile_suite {
                 raw.send(&frame(b"raw-before", false)).unwrap();
                 assert_eq!(pull.recv_bytes(0).unwrap(), b"raw-before");
                 good_stream(&pull, &good, 0..100);
+                let bg = Background::start(&ep, 300);
                 // A long frame announcing 2^63 octets, followed by a few octets of it.
                 let mut bad = long_frame_header(1u64 << 63);
                 bad.extend_from_slice(b"xxxxxxxx");
                 let _ = raw.send(&bad);
                 assert!(raw.closed_within(CLOSE_WITHIN), "2^63-octet frame header not closed");
+                bg.finish(&pull);
                 good_stream(&pull, &good, 100..200);
                 nothing_more(&pull);
             });
@@ -159,9 +199,11 @@ macro_rules! hostile_suite {
                 raw.send(&frame(&payload(1024, 1), false)).unwrap();
                 assert_eq!(pull.recv_bytes(0).unwrap(), payload(1024, 1));
                 good_stream(&pull, &good, 0..100);
+                let bg = Background::start(&ep, 300);
                 // One octet over: closed, never delivered.
                 let _ = raw.send(&frame(&payload(1025, 2), false));
                 assert!(raw.closed_within(CLOSE_WITHIN), "frame over MAXMSGSIZE not closed");
+                bg.finish(&pull);
                 good_stream(&pull, &good, 100..200);
                 nothing_more(&pull);
             });
@@ -196,7 +238,7 @@ macro_rules! hostile_suite {
             // such a peer is delivered and the good peer is unaffected.
             run(|| {
                 let (_ctx, pull, good, ep) = setup(None);
-                let mut n = 0;
+                let bg = Background::start(&ep, 300);
                 for major in [1u8, 2, 0] {
                     let mut raw = RawPeer::connect(&ep);
                     let _ = raw.send(&greeting(major, 0, "NULL", false));
@@ -205,10 +247,9 @@ macro_rules! hostile_suite {
                     } else {
                         let _ = raw.closed_within(Duration::from_millis(200));
                     }
-                    drop(raw);
-                    good_stream(&pull, &good, n..n + 50);
-                    n += 50;
                 }
+                bg.finish(&pull);
+                good_stream(&pull, &good, 0..50);
                 nothing_more(&pull);
             });
         }
@@ -236,9 +277,11 @@ macro_rules! hostile_suite {
         fn unknown_mechanism_is_closed() {
             run(|| {
                 let (_ctx, pull, good, ep) = setup(None);
+                let bg = Background::start(&ep, 300);
                 let mut raw = RawPeer::connect(&ep);
                 let _ = raw.send(&greeting(3, 1, "BOGUS", false));
                 assert!(raw.closed_within(CLOSE_WITHIN), "unknown mechanism not closed");
+                bg.finish(&pull);
                 good_stream(&pull, &good, 0..50);
                 nothing_more(&pull);
             });
@@ -250,10 +293,12 @@ macro_rules! hostile_suite {
             // After the greeting, the first frame must be the READY command.
             run(|| {
                 let (_ctx, pull, good, ep) = setup(None);
+                let bg = Background::start(&ep, 300);
                 let mut raw = RawPeer::connect(&ep);
                 raw.send(&null_greeting()).unwrap();
                 let _ = raw.send(&frame(b"too-early", false));
                 assert!(raw.closed_within(CLOSE_WITHIN), "message before READY not closed");
+                bg.finish(&pull);
                 good_stream(&pull, &good, 0..50);
                 nothing_more(&pull);
             });
@@ -265,6 +310,7 @@ macro_rules! hostile_suite {
             // Peers that vanish mid-greeting, mid-handshake and mid-frame.
             run(|| {
                 let (_ctx, pull, good, ep) = setup(None);
+                let bg = Background::start(&ep, 300);
                 {
                     let mut raw = RawPeer::connect(&ep);
                     let _ = raw.send(&null_greeting()[..20]);
@@ -281,6 +327,7 @@ macro_rules! hostile_suite {
                     let f = frame(&payload(5000, 1), false);
                     let _ = raw.send(&f[..3000]);
                 }
+                bg.finish(&pull);
                 good_stream(&pull, &good, 0..100);
                 nothing_more(&pull);
             });
