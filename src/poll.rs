@@ -250,7 +250,7 @@ fn poll_loop(
         let mut ready = 0;
         for (i, item) in items.iter_mut().enumerate() {
             item.revents = match item.socket {
-                Some(s) => s.events()? & item.events,
+                Some(s) => s.ready_events()? & item.events,
                 None => std::mem::take(&mut fd_ready[i]) & (item.events | POLLERR),
             };
             if !item.revents.is_empty() {

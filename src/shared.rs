@@ -102,6 +102,7 @@ pub(crate) struct SocketShared {
     pub id: u64,
     pub socket_type: SocketType,
     pub signal: Arc<Signal>,
+    pub monitor: crate::monitor::Monitor,
     mailbox: Mutex<Vec<MailEvent>>,
 }
 
@@ -111,6 +112,7 @@ impl SocketShared {
             id,
             socket_type,
             signal: Arc::new(Signal::default()),
+            monitor: Default::default(),
             mailbox: Mutex::new(Vec::new()),
         }
     }

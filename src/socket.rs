@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::inproc;
 use crate::message::Message;
 use crate::metadata::Metadata;
+use crate::monitor::EventReceiver;
 use crate::options::Options;
 use crate::pattern::{self, Msg, Pattern, Peer, Pipe, RecvError, SendError};
 use crate::poll::{PollEvents, PollItem, POLLIN, POLLOUT};
@@ -425,7 +426,7 @@ impl Socket {
     }
 
     /// The events ready now; a socket not ready is woken when it may become so.
-    pub(crate) fn events(&self) -> Result<PollEvents> {
+    pub(crate) fn ready_events(&self) -> Result<PollEvents> {
         if self.ctx.inner.is_terminated() {
             return Err(Error::ETERM);
         }
@@ -443,7 +444,50 @@ impl Socket {
 
     /// `ZMQ_EVENTS`: whether a receive (`POLLIN`) or send (`POLLOUT`) would succeed now.
     pub fn get_events(&self) -> Result<PollEvents> {
-        self.events()
+        self.ready_events()
+    }
+
+    // ----- monitoring ------------------------------------------------------------------
+
+    /// Publishes this socket's events (a bit mask of [`crate::SocketEvent`] values) in libzmq's
+    /// two-frame format on a PAIR socket bound to `endpoint` (an `inproc://` address), as
+    /// `zmq_socket_monitor` does. Connect a PAIR socket to it to read them. An empty
+    /// endpoint or a mask of 0 stops monitoring.
+    pub fn monitor(&self, endpoint: &str, events: i32) -> Result<()> {
+        if endpoint.is_empty() || events == 0 {
+            let old = self.shared.monitor.set_zmq(None, 0);
+            drop(old);
+            return Ok(());
+        }
+        if !endpoint.starts_with("inproc://") {
+            return Err(Error::EPROTONOSUPPORT);
+        }
+        let pair = self.ctx.socket(SocketType::PAIR)?;
+        pair.set_linger(0)?;
+        pair.bind(endpoint)?;
+        let old = self.shared.monitor.set_zmq(Some(pair), events as u32);
+        drop(old);
+        Ok(())
+    }
+
+    /// A typed channel of this socket's events that needs no socket and never blocks the
+    /// socket: at most 1024 events wait; more are dropped and counted.
+    ///
+    /// ```
+    /// let ctx = ferromq::Context::new();
+    /// let s = ctx.socket(ferromq::PULL).unwrap();
+    /// let events = s.events();
+    /// s.bind("tcp://127.0.0.1:*").unwrap();
+    /// let ev = events.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+    /// assert_eq!(ev.kind, ferromq::SocketEvent::LISTENING);
+    /// ```
+    pub fn events(&self) -> EventReceiver {
+        self.events_with_capacity(1024)
+    }
+
+    /// [`Socket::events`] with a channel of `capacity` events.
+    pub fn events_with_capacity(&self, capacity: usize) -> EventReceiver {
+        self.shared.monitor.typed(capacity)
     }
 
     /// An item for [`crate::poll`].
@@ -577,7 +621,9 @@ impl Socket {
 
     /// XPUB: a message sent to every new subscriber (`None` turns it off).
     pub fn set_xpub_welcome_msg(&self, value: Option<&str>) -> Result<()> {
-        self.pattern_opt(pattern::PatternOpt::XpubWelcomeMsg(value.map(str::as_bytes)))
+        self.pattern_opt(pattern::PatternOpt::XpubWelcomeMsg(
+            value.map(str::as_bytes),
+        ))
     }
 
     /// ROUTER: the routing id to give the peer of the next `connect`.
@@ -662,6 +708,9 @@ int_options! {
 impl Drop for Socket {
     fn drop(&mut self) {
         let linger = self.core.get_mut().opts.linger;
+        let endpoint = std::mem::take(&mut self.core.get_mut().last_endpoint);
+        let monitor = self.shared.monitor.stop(&endpoint);
+        drop(monitor);
         self.ctx.inner.inproc.socket_closed(self.shared.id);
         self.engine.close_socket(self.shared.id, linger);
         self.ctx.inner.socket_closed();

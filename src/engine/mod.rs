@@ -34,6 +34,7 @@ use slab::Slab;
 
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
+use crate::monitor::{MonitorEvent, SocketEvent};
 use crate::options::Options;
 use crate::pattern::{Msg, Notify, Peer, Pipe};
 use crate::proto::{Command, PeerInfo};
@@ -306,6 +307,49 @@ struct Session {
     conn: Option<usize>,
     closing: bool,
     backoff: Duration,
+    /// The endpoint as connected, or the listener's resolved endpoint (monitor events).
+    endpoint: String,
+    /// The peer's routing id once its handshake is done (monitor events).
+    peer_id: Option<Bytes>,
+}
+
+impl Session {
+    /// Reports an event to the socket's monitors, if any.
+    fn emit(&self, kind: SocketEvent, value: u32, reason: Option<String>) {
+        emit_to(
+            &self.sock,
+            kind,
+            value,
+            &self.endpoint,
+            self.peer_id.clone(),
+            reason,
+        );
+    }
+}
+
+fn emit_to(
+    sock: &SocketShared,
+    kind: SocketEvent,
+    value: u32,
+    endpoint: &str,
+    peer: Option<Bytes>,
+    reason: Option<String>,
+) {
+    if sock.monitor.is_active() {
+        sock.monitor.emit(MonitorEvent {
+            kind,
+            value,
+            endpoint: endpoint.to_string(),
+            peer,
+            reason,
+        });
+    }
+}
+
+fn errno(e: &io::Error) -> u32 {
+    e.raw_os_error()
+        .and_then(|c| u32::try_from(c).ok())
+        .unwrap_or(0)
 }
 
 /// Why a connection is being closed.
@@ -501,7 +545,17 @@ impl Engine {
                 opts,
                 reply,
             } => {
-                let r = self.bind(sock, &ep, spec, opts);
+                let r = self.bind(sock.clone(), &ep, spec.clone(), opts);
+                if let Err(e) = &r {
+                    emit_to(
+                        &sock,
+                        SocketEvent::BIND_FAILED,
+                        e.to_raw() as u32,
+                        &spec,
+                        None,
+                        Some(e.to_string()),
+                    );
+                }
                 let _ = reply.send(r);
             }
             Cmd::Connect {
@@ -514,10 +568,13 @@ impl Engine {
             } => {
                 let pre_attached = pipes.is_some();
                 let backoff = ms(opts.reconnect_ivl);
+                let endpoint = spec.clone();
                 let s = self.sessions.insert(Session {
                     id,
                     sock,
                     opts,
+                    endpoint,
+                    peer_id: None,
                     origin: Origin::Connect { ep, spec },
                     pipes,
                     pre_attached,
@@ -588,6 +645,14 @@ impl Engine {
             .registry()
             .register(&mut inner, Token(tok), Interest::READABLE)
             .map_err(|e| Error::from_io(&e))?;
+        emit_to(
+            &sock,
+            SocketEvent::LISTENING,
+            inner.raw_fd() as u32,
+            &resolved,
+            None,
+            None,
+        );
         entry.insert(Io::Listener(Listener {
             sock,
             opts,
@@ -625,6 +690,14 @@ impl Engine {
     fn close_listener(&mut self, tok: usize) {
         if let Some(Io::Listener(mut l)) = self.io.try_remove(tok) {
             let _ = self.poll.registry().deregister(&mut l.inner);
+            emit_to(
+                &l.sock,
+                SocketEvent::CLOSED,
+                l.inner.raw_fd() as u32,
+                &l.resolved,
+                None,
+                None,
+            );
         }
     }
 
@@ -734,6 +807,7 @@ impl Engine {
         };
         match Stream::connect(ep, &sess.opts) {
             Ok((stream, peer)) => {
+                sess.emit(SocketEvent::CONNECT_DELAYED, 115, None);
                 let tok = self.add_conn(stream, s, ConnState::Connecting, peer);
                 self.sessions[s].conn = tok;
                 if tok.is_none() {
@@ -761,6 +835,8 @@ impl Engine {
         let max = ms(sess.opts.reconnect_ivl_max);
         sess.backoff = if max > ivl { (delay * 2).min(max) } else { ivl };
         let id = sess.id;
+        let delay_ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
+        sess.emit(SocketEvent::CONNECT_RETRIED, delay_ms, None);
         self.add_timer(delay, Timer::Reconnect(id));
     }
 
@@ -818,6 +894,15 @@ impl Engine {
                 Ok((stream, addr)) => {
                     let sock = l.sock.clone();
                     let opts = l.opts.clone();
+                    let endpoint = l.resolved.clone();
+                    emit_to(
+                        &sock,
+                        SocketEvent::ACCEPTED,
+                        stream.raw_fd() as u32,
+                        &endpoint,
+                        None,
+                        None,
+                    );
                     let id = self.next_id();
                     let backoff = ms(opts.reconnect_ivl);
                     let s = self.sessions.insert(Session {
@@ -825,6 +910,8 @@ impl Engine {
                         sock,
                         opts,
                         origin: Origin::Accepted { listener: ltok },
+                        endpoint,
+                        peer_id: None,
                         pipes: None,
                         pre_attached: false,
                         attached: false,
@@ -845,6 +932,14 @@ impl Engine {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("accept failed: {e}");
+                    emit_to(
+                        &l.sock,
+                        SocketEvent::ACCEPT_FAILED,
+                        errno(&e),
+                        &l.resolved,
+                        None,
+                        Some(e.to_string()),
+                    );
                     return;
                 }
             }
@@ -880,7 +975,11 @@ impl Engine {
             Some(Io::Conn(c)) => {
                 if matches!(c.state, ConnState::Connecting) {
                     match c.stream.connect_result() {
-                        Ok(true) => self.start_handshake(tok),
+                        Ok(true) => {
+                            let fd = c.stream.raw_fd() as u32;
+                            self.sessions[c.session].emit(SocketEvent::CONNECTED, fd, None);
+                            self.start_handshake(tok)
+                        }
                         Ok(false) => {}
                         Err(e) => self.close_conn(tok, Close::Io(e)),
                     }
@@ -1056,6 +1155,8 @@ impl Engine {
         });
         let sess = &mut self.sessions[s];
         sess.backoff = ms(sess.opts.reconnect_ivl);
+        sess.peer_id = Some(peer.identity.clone());
+        sess.emit(SocketEvent::HANDSHAKE_SUCCEEDED, 0, None);
         if sess.pipes.is_some() {
             return;
         }
@@ -1093,6 +1194,31 @@ impl Engine {
                 log::warn!("closing connection with {}: {reason}", c.peer)
             }
             _ => log::debug!("closing connection with {}: {reason}", c.peer),
+        }
+        let fd = c.stream.raw_fd() as u32;
+        let phase = match c.state {
+            ConnState::Connecting => 0,
+            ConnState::Handshaking(_) => 1,
+            ConnState::Active => 2,
+        };
+        if let Some(sess) = self.sessions.get(s) {
+            let why = Some(reason.to_string());
+            match (phase, &reason) {
+                (0, _) => {}
+                (1, Close::Proto(_) | Close::PeerError(_)) => {
+                    sess.emit(
+                        SocketEvent::HANDSHAKE_FAILED_PROTOCOL,
+                        0x1000_0000,
+                        why.clone(),
+                    );
+                    sess.emit(SocketEvent::DISCONNECTED, fd, why);
+                }
+                (1, _) => {
+                    sess.emit(SocketEvent::HANDSHAKE_FAILED_NO_DETAIL, 0, why.clone());
+                    sess.emit(SocketEvent::DISCONNECTED, fd, why);
+                }
+                _ => sess.emit(SocketEvent::DISCONNECTED, fd, why),
+            }
         }
         self.drop_conn(tok);
         let Some(sess) = self.sessions.get_mut(s) else {

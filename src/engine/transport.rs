@@ -68,6 +68,15 @@ impl Stream {
         }
     }
 
+    /// The OS descriptor (reported in monitor events, as libzmq does).
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::unix::io::AsRawFd;
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
     pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
@@ -135,6 +144,15 @@ impl Listener {
                 ))
             }
             Endpoint::Inproc(_) => Err(Error::EPROTONOSUPPORT),
+        }
+    }
+
+    /// The OS descriptor (reported in monitor events).
+    pub fn raw_fd(&self) -> i32 {
+        use std::os::unix::io::AsRawFd;
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
         }
     }
 
