@@ -667,6 +667,56 @@ mod tests {
         assert_eq!(p.stats().retransmissions, 7);
     }
 
+    /// Hostile requests (huge or inverted ranges, other epochs, unknown streams) never panic
+    /// and every call to `poll_replay` stays within its budget (+ END markers).
+    #[test]
+    fn hostile_requests_are_bounded() {
+        let mut p = publisher(RetentionLimits {
+            max_messages: 100,
+            ..Default::default()
+        });
+        for i in 0..300u64 {
+            p.publish(if i % 3 == 0 { b"a" } else { b"b" }, Bytes::new(), i)
+                .unwrap();
+        }
+        let mut x = 0x1234_5678u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let vals = [0, 1, 50, 150, 199, 200, 201, u64::MAX - 1, u64::MAX];
+        for i in 0..2000 {
+            let a = vals[(rnd() % vals.len() as u64) as usize];
+            let b = vals[(rnd() % vals.len() as u64) as usize];
+            let kind = match rnd() % 5 {
+                0 => RequestKind::FromNow,
+                1 => RequestKind::FromOldest,
+                2 => RequestKind::FromSeq(a),
+                3 => RequestKind::LastN(a),
+                _ => RequestKind::Range { from: a, to: b },
+            };
+            let r = ReplayRequest {
+                publisher: p.id(),
+                epoch: if rnd() % 4 == 0 { 4 } else { 5 },
+                stream: Bytes::from_static([&b"a"[..], b"b", b"zz"][(rnd() % 3) as usize]),
+                kind,
+            };
+            let _ = p.handle_replay_request(Bytes::from(vec![(i % 7) as u8]), &r, 300);
+            let out = p.poll_replay(300, 16);
+            let sends = out
+                .iter()
+                .filter(|(_, f)| !matches!(ReplayReply::decode(f), Ok(ReplayReply::End { .. })))
+                .count();
+            // At most one merged message may overshoot the budget (7 peers at most).
+            assert!(sends < 16 + 7, "{sends}");
+        }
+        while p.has_pending_replay() {
+            p.poll_replay(300, 1000);
+        }
+    }
+
     #[test]
     fn late_join_resolution() {
         let mut p = publisher(RetentionLimits {

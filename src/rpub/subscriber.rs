@@ -381,7 +381,7 @@ impl StreamState {
                     self.publisher,
                     &self.name,
                 );
-                self.next += 1;
+                self.next = self.next.saturating_add(1);
                 continue;
             }
             let covering = self
@@ -398,7 +398,7 @@ impl StreamState {
                     }
                 }
                 let from = self.next;
-                out.stats.lost += end - from + 1;
+                out.stats.lost = out.stats.lost.saturating_add(end - from + 1);
                 out.push(
                     Delivery::UnrecoverableGap {
                         publisher: self.publisher,
@@ -538,7 +538,8 @@ impl StreamState {
 
     fn on_gap(&mut self, from: u64, to: u64, now: u64, out: &mut Out<'_>) {
         if let Phase::Active = self.phase {
-            self.insert_lost(from, to);
+            // Only within the window (what can have been requested): keeps `lost` bounded.
+            self.insert_lost(from, to.min(self.window_end(out)));
             self.advance(now, out);
         }
     }
@@ -615,7 +616,7 @@ impl StreamState {
                         .keys()
                         .next()
                         .copied()
-                        .unwrap_or(self.highest_seen + 1);
+                        .unwrap_or(self.highest_seen.saturating_add(1));
                     log::debug!("rpub: late join of {:?} timed out, from now", self.name);
                     self.activate(j, now, out);
                 } else {
@@ -906,7 +907,7 @@ impl Subscriber {
             return false;
         };
         let resume = match self.cursor.get(&(publisher, stream.clone())) {
-            Some(&(e, last)) if e == epoch => Some(last + 1),
+            Some(&(e, last)) if e == epoch => Some(last.saturating_add(1)),
             Some(&(e, _)) if e < epoch => Some(1),
             _ if ps.from_start => Some(1),
             _ => None,
@@ -923,7 +924,7 @@ impl Subscriber {
             (Some(j), _) => Ok(j),
             (None, JoinPolicy::FromNow) => Ok(match first_seq {
                 Some(s) => s,
-                None => newest + 1,
+                None => newest.saturating_add(1),
             }),
             (None, JoinPolicy::FromOldest) => Err(RequestKind::FromOldest),
             (None, JoinPolicy::FromSeq(n)) => Ok(n.max(1)),
@@ -2050,6 +2051,126 @@ mod tests {
                 sim.sub.stats()
             );
         }
+    }
+
+    /// Hostile or corrupt input (extreme seqs, inverted ranges, lying heartbeats, replies
+    /// nobody asked for) never panics and never grows the reorder buffer past its window.
+    #[test]
+    fn hostile_input_never_panics_and_stays_bounded() {
+        let mut sub = Subscriber::new(SubscriberConfig {
+            join_policy: JoinPolicy::LastN(3),
+            reorder_window: 64,
+            ..Default::default()
+        });
+        sub.subscribe(b"");
+        sub.subscribe_with(b"n", JoinPolicy::FromNow);
+        let mut r = Rng(77);
+        let ids = [Id128([1; 16]), Id128([2; 16])];
+        let names: [&[u8]; 3] = [b"a", b"n1", b"n2"];
+        let pick = |r: &mut Rng| -> u64 {
+            match r.next() % 6 {
+                0 => 0,
+                1 => u64::MAX,
+                2 => u64::MAX - 1 - r.next() % 3,
+                3 => r.next(),
+                _ => r.next() % 200,
+            }
+        };
+        let mut now = 0u64;
+        for _ in 0..5000 {
+            now += r.next() % 50;
+            let publisher = ids[(r.next() % 2) as usize];
+            let epoch = r.next() % 3;
+            let stream = Bytes::from_static(names[(r.next() % 3) as usize]);
+            match r.next() % 7 {
+                0 | 1 => sub.handle_data_message(
+                    &DataMessage {
+                        stream,
+                        header: crate::rpub::wire::DataHeader {
+                            flags: (r.next() % 2) as u8,
+                            publisher,
+                            epoch,
+                            seq: pick(&mut r),
+                            timestamp_ms: r.next(),
+                        },
+                        payload: vec![],
+                    },
+                    now,
+                ),
+                2 => sub.handle_heartbeat(
+                    &Heartbeat {
+                        publisher,
+                        epoch,
+                        timestamp_ms: 0,
+                        streams: vec![crate::rpub::wire::StreamMark {
+                            stream,
+                            newest: pick(&mut r),
+                            oldest: pick(&mut r),
+                        }],
+                    },
+                    now,
+                ),
+                3 => sub.handle_reply(
+                    &ReplayReply::Gap {
+                        publisher,
+                        epoch,
+                        stream,
+                        from: pick(&mut r),
+                        to: pick(&mut r),
+                    },
+                    now,
+                ),
+                4 => sub.handle_reply(
+                    &ReplayReply::End {
+                        publisher,
+                        epoch,
+                        stream,
+                        from: pick(&mut r),
+                        to: pick(&mut r),
+                    },
+                    now,
+                ),
+                5 => sub.handle_reply(
+                    &ReplayReply::Join {
+                        publisher,
+                        epoch,
+                        stream,
+                        kind_code: 4,
+                        join_at: pick(&mut r),
+                        newest: pick(&mut r),
+                    },
+                    now,
+                ),
+                _ => {
+                    let kind = RequestKind::Range {
+                        from: pick(&mut r),
+                        to: pick(&mut r),
+                    };
+                    sub.handle_reply(
+                        &ReplayReply::Busy {
+                            request: ReplayRequest {
+                                publisher,
+                                epoch,
+                                stream,
+                                kind,
+                            },
+                            retry_after_ms: r.next() as u32,
+                        },
+                        now,
+                    )
+                }
+            }
+            let _ = sub.poll_timers(now);
+            let _ = sub.next_timer_at();
+            while sub.poll_event().is_some() {}
+            for ps in sub.publishers.values() {
+                for st in ps.streams.values() {
+                    assert!(st.buffer.len() <= 64);
+                    assert!(st.lost.len() <= 64 + 2);
+                }
+            }
+        }
+        let _ = sub.encode_cursor().unwrap();
     }
 
     #[test]
