@@ -2173,6 +2173,102 @@ mod tests {
         let _ = sub.encode_cursor().unwrap();
     }
 
+    /// A publisher restarts while a repair of its old epoch is outstanding: the old epoch is
+    /// closed (what is missing is reported), PublisherRestarted follows, then the new epoch
+    /// from seq 1 — each epoch satisfying the invariant, in that order.
+    #[test]
+    fn restart_during_recovery_closes_old_epoch_cleanly() {
+        let mut sim = Sim::new(
+            1,
+            RetentionLimits::default(),
+            sub_all(JoinPolicy::FromSeq(1)),
+            NetCfg::default(),
+        );
+        for i in 1..=20u64 {
+            let t = sim.t;
+            let f = sim.pubs[0].publish(b"s", Bytes::new(), t).unwrap();
+            if !(15..=17).contains(&i) {
+                sim.send_data(0, f);
+            }
+        }
+        // Seq 18..20 arrive, the repair of 15..17 is requested, but the publisher dies
+        // before answering and comes back with a new epoch.
+        sim.tick();
+        sim.tick();
+        let id = sim.pubs[0].id();
+        sim.pubs[0] = Publisher::with_ring(
+            id,
+            101,
+            PublisherConfig::default(),
+            RetentionLimits::default(),
+        );
+        for _ in 0..10 {
+            sim.publish(0, b"s");
+            sim.tick();
+        }
+        sim.run_until(3000);
+        let pos = sim
+            .events
+            .iter()
+            .position(|(_, d)| matches!(d, Delivery::PublisherRestarted { .. }))
+            .unwrap();
+        let (old, new) = sim.events.split_at(pos);
+        let old: Vec<(u64, Delivery)> = old.to_vec();
+        assert!(old.iter().all(|(_, d)| match d {
+            Delivery::Message(m) => m.epoch == 100,
+            Delivery::UnrecoverableGap { epoch, .. } => *epoch == 100,
+            _ => true,
+        }));
+        // The old epoch's retention died with it: 15..17 are reported lost (by the GAP the new
+        // incarnation answers for a foreign epoch, or when the epoch closes).
+        assert_eq!(check_stream(&old, id, b"s", 1, 20), (17, 3));
+        assert_eq!(check_stream(&new[1..], id, b"s", 1, 10), (10, 0));
+    }
+
+    /// A late join whose request is never answered falls back to FROM_NOW after the
+    /// bounded retries, and delivers from the first message it saw.
+    #[test]
+    fn unanswered_late_join_falls_back_to_from_now() {
+        let mut sub = sub_all(JoinPolicy::FromOldest);
+        let mut p = Publisher::with_ring(
+            Id128([9; 16]),
+            1,
+            PublisherConfig::default(),
+            RetentionLimits::default(),
+        );
+        for _ in 0..5 {
+            p.publish(b"s", Bytes::new(), 0).unwrap();
+        }
+        for _ in 0..3 {
+            let f = p.publish(b"s", Bytes::new(), 0).unwrap();
+            sub.handle_data(&f, 0).unwrap();
+        }
+        assert_eq!(sub.stream_phase(&p.id(), b"s"), Some(StreamPhase::Joining));
+        let mut joins = 0;
+        for t in 0..10_000 {
+            joins += sub
+                .poll_timers(t)
+                .iter()
+                .filter(|r| r.kind == RequestKind::FromOldest)
+                .count();
+            if t % 500 == 0 {
+                // keep the publisher alive
+                for hb in p.poll_heartbeat(t) {
+                    sub.handle_data(&hb, t).unwrap();
+                }
+            }
+        }
+        assert_eq!(joins, 5);
+        let seqs: Vec<u64> = std::iter::from_fn(|| sub.poll_event())
+            .filter_map(|d| match d {
+                Delivery::Message(m) => Some(m.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, vec![6, 7, 8]);
+        assert_eq!(sub.stream_phase(&p.id(), b"s"), Some(StreamPhase::Live));
+    }
+
     #[test]
     fn slow_consumer_queue_threshold() {
         let mut sub = Subscriber::new(SubscriberConfig {
