@@ -365,6 +365,29 @@ macro_rules! pipeline_suite {
 
         #[test]
         $(#[$m])*
+        fn immediate_queues_only_on_completed_connections() {
+            run(|| {
+                let ctx = zmq::Context::new();
+                let port = free_port();
+                let ep = format!("tcp://127.0.0.1:{port}");
+                let push = sock!(ctx, zmq::PUSH);
+                push.set_reconnect_ivl(50).unwrap();
+                push.set_immediate(true).unwrap();
+                assert!(push.is_immediate().unwrap());
+                push.connect(&ep).unwrap();
+                // With IMMEDIATE, a connection that is not up yet takes no messages.
+                assert_eq!(push.send("too-early", zmq::DONTWAIT), Err(zmq::Error::EAGAIN));
+                let pull = sock!(ctx, zmq::PULL);
+                pull.bind(&ep).unwrap();
+                // Once the connection is up, sends succeed (blocking send, 5 s timeout).
+                push.send("on-time", 0).unwrap();
+                assert_eq!(pull.recv_bytes(0).unwrap(), b"on-time");
+                assert_eq!(pull.recv_bytes(zmq::DONTWAIT), Err(zmq::Error::EAGAIN));
+            });
+        }
+
+        #[test]
+        $(#[$m])*
         fn reconnect_after_peer_restart() {
             run(|| {
                 let ctx = zmq::Context::new();
