@@ -1912,6 +1912,7 @@ mod tests {
             },
             5,
         );
+        assert_eq!(sub.next_timer_at(), Some(35));
         assert!(sub.poll_timers(34).is_empty());
         assert_eq!(sub.poll_timers(35).len(), 1); // still attempt 1 → now 2
                                                   // Never answered: attempts 2..5 with doubling timeouts, then a gap.
