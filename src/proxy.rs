@@ -96,7 +96,7 @@ fn run(
                         ];
                         for (i, n) in v.iter().enumerate() {
                             let flags = if i + 1 < v.len() { SNDMORE } else { 0 };
-                            c.send(&n.to_ne_bytes(), flags)?;
+                            c.send(n.to_ne_bytes(), flags)?;
                         }
                     }
                     _ => log::warn!("proxy: unknown control command {cmd:?}"),

@@ -19,7 +19,7 @@ fn push_pull_and_multipart_over_inproc() {
     let push = sock(&ctx, zmq::PUSH);
     push.connect("inproc://pp").unwrap();
     for i in 0..1000u32 {
-        push.send(&i.to_be_bytes(), 0).unwrap();
+        push.send(i.to_be_bytes(), 0).unwrap();
     }
     push.send_multipart(["a", "b"], 0).unwrap();
     for i in 0..1000u32 {

@@ -13,7 +13,7 @@ fn push_pull_tcp_round_trip() {
     let push = ctx.socket(ferromq::PUSH).unwrap();
     push.connect(&endpoint(&pull)).unwrap();
     for i in 0..1000u32 {
-        push.send(&i.to_be_bytes(), 0).unwrap();
+        push.send(i.to_be_bytes(), 0).unwrap();
     }
     push.send_multipart(["a", "b", "c"], 0).unwrap();
     for i in 0..1000u32 {

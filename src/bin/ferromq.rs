@@ -226,7 +226,7 @@ fn demo() -> Result<(), String> {
     }
     let start = Instant::now();
     for i in 0..total {
-        vent.send(&i.to_be_bytes(), 0).map_err(e)?;
+        vent.send(i.to_be_bytes(), 0).map_err(e)?;
     }
     let mut per_worker = [0u32; 3];
     for i in 0..total {

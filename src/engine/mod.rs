@@ -285,7 +285,7 @@ struct Conn {
 }
 
 enum Io {
-    Listener(Listener),
+    Listener(Box<Listener>),
     Conn(Box<Conn>),
 }
 
@@ -653,13 +653,13 @@ impl Engine {
             None,
             None,
         );
-        entry.insert(Io::Listener(Listener {
+        entry.insert(Io::Listener(Box::new(Listener {
             sock,
             opts,
             spec,
             resolved: resolved.clone(),
             inner,
-        }));
+        })));
         Ok(resolved)
     }
 

@@ -51,6 +51,9 @@ pub struct Peer {
     pub meta: Option<Arc<Metadata>>,
 }
 
+/// A received message with the metadata of the peer it came from.
+pub type Received = (Msg, Option<Arc<Metadata>>);
+
 /// Why a pattern refused a send.
 #[derive(Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -90,7 +93,7 @@ pub trait Pattern: Send {
     fn send(&mut self, msg: Msg, force: bool) -> Result<(), SendError>;
     /// The next whole message and the peer it came from, or `Ok(None)` if none is ready
     /// (the socket is then woken when one may be).
-    fn recv(&mut self) -> Result<Option<(Msg, Option<Arc<Metadata>>)>, RecvError>;
+    fn recv(&mut self) -> Result<Option<Received>, RecvError>;
     /// True if `recv` would return a message now.
     fn can_recv(&mut self) -> bool;
     /// Sets a pattern-specific option. The default refuses every option (`EINVAL`).
