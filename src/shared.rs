@@ -103,6 +103,8 @@ pub(crate) struct SocketShared {
     pub socket_type: SocketType,
     pub signal: Arc<Signal>,
     pub monitor: crate::monitor::Monitor,
+    /// SUB/XSUB: the current subscriptions, for the engine to send to every new connection.
+    subscriptions: Mutex<crate::pattern::trie::Trie>,
     mailbox: Mutex<Vec<MailEvent>>,
 }
 
@@ -113,6 +115,7 @@ impl SocketShared {
             socket_type,
             signal: Arc::new(Signal::default()),
             monitor: Default::default(),
+            subscriptions: Mutex::new(crate::pattern::trie::Trie::new()),
             mailbox: Mutex::new(Vec::new()),
         }
     }
@@ -121,6 +124,26 @@ impl SocketShared {
     pub fn post(&self, ev: MailEvent) {
         lock(&self.mailbox).push(ev);
         self.signal.raise();
+    }
+
+    /// Records a subscription (`[0x01, prefix]`) or cancel (`[0x00, prefix]`) message sent
+    /// by a SUB/XSUB socket.
+    pub fn note_subscription(&self, msg: &[u8]) {
+        let mut subs = lock(&self.subscriptions);
+        match msg.split_first() {
+            Some((1, prefix)) => {
+                subs.add(prefix);
+            }
+            Some((0, prefix)) => {
+                subs.remove(prefix);
+            }
+            _ => {}
+        }
+    }
+
+    /// Calls `f` with each distinct subscribed prefix.
+    pub fn for_each_subscription(&self, f: impl FnMut(&[u8])) {
+        lock(&self.subscriptions).for_each(f);
     }
 
     /// Called by the socket: take all queued events.

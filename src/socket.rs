@@ -328,9 +328,32 @@ impl Socket {
         }
         core.out_admitted = false;
         let frames = std::mem::take(&mut core.out_frames);
-        match core.pattern.send(Msg::from_frames(frames), true) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(send_error(e)),
+        if self.shared.socket_type == SocketType::XSUB && frames.len() == 1 {
+            self.shared.note_subscription(&frames[0]);
+        }
+        let mut msg = Msg::from_frames(frames);
+        let nonblocking = flags & DONTWAIT != 0;
+        let deadline = if nonblocking {
+            None
+        } else {
+            deadline(core.opts.sndtimeo)
+        };
+        loop {
+            // A pattern may still refuse an admitted message (ROUTER_MANDATORY to a full
+            // peer): a blocking send then waits for room, as in libzmq.
+            let seen = self.shared.signal.seq();
+            match core.pattern.send(msg, true) {
+                Ok(()) => return Ok(()),
+                Err(SendError::WouldBlock(back)) if !nonblocking => msg = back,
+                Err(e) => return Err(send_error(e)),
+            }
+            if self.ctx.inner.is_terminated() {
+                return Err(Error::ETERM);
+            }
+            if !self.shared.signal.wait(seen, deadline) {
+                return Err(Error::EAGAIN);
+            }
+            core.process_mail(&self.shared);
         }
     }
 
@@ -560,12 +583,18 @@ impl Socket {
 
     /// SUB: receive messages whose first frame starts with `prefix` (empty = everything).
     pub fn set_subscribe(&self, prefix: &[u8]) -> Result<()> {
-        self.pattern_opt(pattern::PatternOpt::Subscribe(prefix))
+        self.pattern_opt(pattern::PatternOpt::Subscribe(prefix))?;
+        self.shared
+            .note_subscription(&[&[1u8][..], prefix].concat());
+        Ok(())
     }
 
     /// SUB: cancel one earlier `set_subscribe(prefix)`.
     pub fn set_unsubscribe(&self, prefix: &[u8]) -> Result<()> {
-        self.pattern_opt(pattern::PatternOpt::Unsubscribe(prefix))
+        self.pattern_opt(pattern::PatternOpt::Unsubscribe(prefix))?;
+        self.shared
+            .note_subscription(&[&[0u8][..], prefix].concat());
+        Ok(())
     }
 
     /// REQ: allow a new request before the reply to the previous one (`ZMQ_REQ_RELAXED`).

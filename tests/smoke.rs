@@ -81,3 +81,83 @@ fn ipc_push_pull_both_ways_with_libzmq_and_stale_file() {
     assert!(!path.exists(), "unbind removes the socket file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn req_rep_and_router_dealer_over_tcp() {
+    let ctx = ferromq::Context::new();
+    let rep = ctx.socket(ferromq::REP).unwrap();
+    rep.set_rcvtimeo(5000).unwrap();
+    rep.bind("tcp://127.0.0.1:*").unwrap();
+    let req = ctx.socket(ferromq::REQ).unwrap();
+    req.set_rcvtimeo(5000).unwrap();
+    req.connect(&endpoint(&rep)).unwrap();
+    for i in 0..10u32 {
+        req.send(i.to_be_bytes(), 0).unwrap();
+        assert_eq!(rep.recv_bytes(0).unwrap(), i.to_be_bytes());
+        rep.send("ok", 0).unwrap();
+        assert_eq!(req.recv_bytes(0).unwrap(), b"ok");
+    }
+    assert_eq!(req.recv_bytes(ferromq::DONTWAIT), Err(ferromq::Error::EFSM));
+
+    let router = ctx.socket(ferromq::ROUTER).unwrap();
+    router.set_rcvtimeo(5000).unwrap();
+    router.bind("tcp://127.0.0.1:*").unwrap();
+    let dealer = ctx.socket(ferromq::DEALER).unwrap();
+    dealer.set_rcvtimeo(5000).unwrap();
+    dealer.set_identity(b"d1").unwrap();
+    dealer.connect(&endpoint(&router)).unwrap();
+    dealer.send("hi", 0).unwrap();
+    assert_eq!(
+        router.recv_multipart(0).unwrap(),
+        vec![b"d1".to_vec(), b"hi".to_vec()]
+    );
+    router.send_multipart(["d1", "back"], 0).unwrap();
+    assert_eq!(dealer.recv_bytes(0).unwrap(), b"back");
+}
+
+#[test]
+fn pub_sub_filtering_with_libzmq_both_ways() {
+    let ctx = ferromq::Context::new();
+    let zctx = zmq::Context::new();
+    // ferromq PUB -> libzmq SUB
+    let publ = ctx.socket(ferromq::PUB).unwrap();
+    publ.bind("tcp://127.0.0.1:*").unwrap();
+    let zsub = zctx.socket(zmq::SUB).unwrap();
+    zsub.set_rcvtimeo(100).unwrap();
+    zsub.set_subscribe(b"A").unwrap();
+    zsub.connect(&endpoint(&publ)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        publ.send("B-not-this", 0).unwrap();
+        publ.send("A-this", 0).unwrap();
+        if let Ok(m) = zsub.recv_bytes(0) {
+            assert_eq!(m, b"A-this");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscription never arrived"
+        );
+    }
+    // libzmq PUB -> ferromq SUB
+    let zpub = zctx.socket(zmq::PUB).unwrap();
+    zpub.bind("tcp://127.0.0.1:*").unwrap();
+    let zep = zpub.get_last_endpoint().unwrap().unwrap();
+    let sub = ctx.socket(ferromq::SUB).unwrap();
+    sub.set_rcvtimeo(100).unwrap();
+    sub.set_subscribe(b"x").unwrap();
+    sub.connect(&zep).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        zpub.send("y-not", 0).unwrap();
+        zpub.send("x-yes", 0).unwrap();
+        if let Ok(m) = sub.recv_bytes(0) {
+            assert_eq!(m, b"x-yes");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "subscription never arrived"
+        );
+    }
+}

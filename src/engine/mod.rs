@@ -1063,6 +1063,24 @@ impl Engine {
                     c.state = ConnState::Active;
                     c.zmtp31 = peer.minor_version >= 1;
                     let s = c.session;
+                    let sock = &self.sessions[s].sock;
+                    if sends_subscriptions(sock.socket_type) {
+                        // The I/O thread subscribes a new or reconnected publisher at once,
+                        // without waiting for the user thread (no slow-joiner gap of ours).
+                        let zmtp31 = c.zmtp31;
+                        let enc = &mut c.enc;
+                        sock.for_each_subscription(|prefix| {
+                            let prefix = Bytes::copy_from_slice(prefix);
+                            if zmtp31 {
+                                enc.encode_command(&Command::Subscribe(prefix));
+                            } else {
+                                let mut m = BytesMut::with_capacity(prefix.len() + 1);
+                                m.extend_from_slice(&[1]);
+                                m.extend_from_slice(&prefix);
+                                enc.encode_frame(&m.freeze(), false);
+                            }
+                        });
+                    }
                     let addr = c.peer.clone();
                     let serial = c.serial;
                     let ivl = self.sessions[s].opts.heartbeat_ivl;
@@ -1132,14 +1150,13 @@ impl Engine {
                     }
                     Command::Error(reason) => return Err(Close::PeerError(reason)),
                     Command::Subscribe(ref topic) | Command::Cancel(ref topic) => {
-                        // Subscriptions reach PUB/XPUB patterns in the message form.
-                        if let Some(inp) = &inp {
-                            let flag = u8::from(matches!(cmd, Command::Subscribe(_)));
-                            let mut m = BytesMut::with_capacity(topic.len() + 1);
-                            m.extend_from_slice(&[flag]);
-                            m.extend_from_slice(topic);
-                            inp.force_push(Msg::One(m.freeze()));
-                        }
+                        // Subscriptions reach PUB/XPUB patterns in the message form, with
+                        // the same backpressure as data (never dropped, never unbounded).
+                        let flag = u8::from(matches!(cmd, Command::Subscribe(_)));
+                        let mut m = BytesMut::with_capacity(topic.len() + 1);
+                        m.extend_from_slice(&[flag]);
+                        m.extend_from_slice(topic);
+                        c.pending = Some(Msg::One(m.freeze()));
                     }
                     _ => {}
                 },
