@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 /// `ferro_off!` (state 1), `ferro_ignored!` (state 2) or `ferro_on!` (state 3).
 macro_rules! ferro_instance {
     ($name:ident, $suite:ident $(, $arg:expr)*) => {
-        ferro_ignored!($name, $suite $(, $arg)*);
+        ferro_on!($name, $suite $(, $arg)*);
     };
 }
 
