@@ -98,7 +98,10 @@ mod tests {
         // b holds only one message, so the second round skips it.
         assert_eq!(order, vec![1, 2, 3, 1, 3]);
         assert!(!lb.can_send());
-        assert!(matches!(lb.send(msg("x"), false), Err(SendError::WouldBlock(_))));
+        assert!(matches!(
+            lb.send(msg("x"), false),
+            Err(SendError::WouldBlock(_))
+        ));
         // Forced (admitted multipart) still goes somewhere.
         assert!(lb.send(msg("y"), true).unwrap().is_some());
         b.out.pop();
@@ -110,7 +113,10 @@ mod tests {
     fn no_peer_blocks_unless_forced() {
         let mut lb = Lb::default();
         assert!(!lb.can_send());
-        assert!(matches!(lb.send(msg("x"), false), Err(SendError::WouldBlock(_))));
+        assert!(matches!(
+            lb.send(msg("x"), false),
+            Err(SendError::WouldBlock(_))
+        ));
         assert_eq!(lb.send(msg("x"), true).unwrap(), None);
     }
 
