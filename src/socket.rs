@@ -303,10 +303,13 @@ impl Socket {
     ///
     /// ```
     /// # let ctx = ferromq::Context::new();
+    /// # let peer = ctx.socket(ferromq::PAIR).unwrap();
+    /// # peer.bind("inproc://doc-send").unwrap();
     /// # let s = ctx.socket(ferromq::PAIR).unwrap();
-    /// # s.bind("tcp://127.0.0.1:*").unwrap();
+    /// # s.connect("inproc://doc-send").unwrap();
     /// s.send("part 1", ferromq::SNDMORE).unwrap();
     /// s.send(vec![1u8, 2, 3], 0).unwrap();
+    /// assert_eq!(peer.recv_multipart(0).unwrap(), vec![b"part 1".to_vec(), vec![1, 2, 3]]);
     /// ```
     pub fn send<T: Sendable>(&self, data: T, flags: i32) -> Result<()> {
         data.send(self, flags)
