@@ -31,11 +31,31 @@ pub(crate) struct ContextInner {
     engine: Mutex<Option<EngineHandle>>,
     pub ids: Arc<AtomicU64>,
     terminated: AtomicBool,
-    sockets: Mutex<Vec<Weak<SocketShared>>>,
+    sockets: Arc<SocketList>,
     open: Mutex<usize>,
     open_cv: Condvar,
     io_threads: AtomicI32,
     pub inproc: crate::inproc::Registry,
+}
+
+/// The sockets of a context, shared with its I/O thread so that a failing I/O thread can
+/// wake every socket.
+#[derive(Default)]
+pub(crate) struct SocketList {
+    list: Mutex<Vec<Weak<SocketShared>>>,
+    /// Set by the I/O thread if it panicked.
+    pub engine_failed: AtomicBool,
+}
+
+impl SocketList {
+    /// Raises every live socket's signal.
+    pub fn wake_all(&self) {
+        let socks: Vec<Arc<SocketShared>> =
+            lock(&self.list).iter().filter_map(Weak::upgrade).collect();
+        for s in socks {
+            s.signal.raise();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -52,7 +72,7 @@ impl Context {
                 inproc: crate::inproc::Registry::new(ids.clone()),
                 ids,
                 terminated: AtomicBool::new(false),
-                sockets: Mutex::new(Vec::new()),
+                sockets: Arc::new(SocketList::default()),
                 open: Mutex::new(0),
                 open_cv: Condvar::new(),
                 io_threads: AtomicI32::new(1),
@@ -65,7 +85,7 @@ impl Context {
     /// Fails with `ETERM` after [`Context::destroy`], and with `EINVAL` for `STREAM`, which
     /// ferromq does not implement.
     pub fn socket(&self, socket_type: SocketType) -> Result<Socket> {
-        if self.inner.terminated.load(Ordering::Acquire) {
+        if self.inner.is_terminated() {
             return Err(Error::ETERM);
         }
         let engine = self.inner.engine()?;
@@ -73,7 +93,7 @@ impl Context {
         let shared = Arc::new(SocketShared::new(id, socket_type));
         let socket = Socket::new(self.clone(), shared.clone(), engine)?;
         {
-            let mut socks = lock(&self.inner.sockets);
+            let mut socks = lock(&self.inner.sockets.list);
             socks.retain(|w| w.strong_count() > 0);
             socks.push(Arc::downgrade(&shared));
         }
@@ -110,6 +130,15 @@ impl Context {
         Ok(())
     }
 
+    /// Test hook: makes this context's I/O thread panic, to check that every socket then
+    /// fails with `ETERM` instead of hanging. Not part of the API.
+    #[doc(hidden)]
+    pub fn __inject_io_thread_panic(&self) {
+        if let Some(h) = lock(&self.inner.engine).as_ref() {
+            h.inject_panic();
+        }
+    }
+
     /// True once [`Context::destroy`] was called.
     pub fn is_terminated(&self) -> bool {
         self.inner.terminated.load(Ordering::Acquire)
@@ -135,8 +164,11 @@ impl ContextInner {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// True once the context was terminated, or its I/O thread died (a bug): blocking
+    /// calls then return `ETERM` instead of hanging.
     pub fn is_terminated(&self) -> bool {
         self.terminated.load(Ordering::Acquire)
+            || self.sockets.engine_failed.load(Ordering::Acquire)
     }
 
     fn engine(&self) -> Result<EngineHandle> {
@@ -144,7 +176,7 @@ impl ContextInner {
         if let Some(h) = e.as_ref() {
             return Ok(h.clone());
         }
-        let h = EngineHandle::spawn(self.ids.clone()).map_err(|err| {
+        let h = EngineHandle::spawn(self.ids.clone(), self.sockets.clone()).map_err(|err| {
             log::error!("cannot start the I/O thread: {err}");
             Error::EMTHREAD
         })?;
@@ -155,13 +187,7 @@ impl ContextInner {
     /// Marks the context terminated and wakes every socket so blocked calls return ETERM.
     pub fn terminate(&self) {
         self.terminated.store(true, Ordering::Release);
-        let socks: Vec<Arc<SocketShared>> = lock(&self.sockets)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for s in socks {
-            s.signal.raise();
-        }
+        self.sockets.wake_all();
     }
 
     /// A socket handle was dropped.

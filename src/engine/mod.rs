@@ -32,6 +32,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::context::SocketList;
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::monitor::{MonitorEvent, SocketEvent};
@@ -86,6 +87,8 @@ pub(crate) enum Cmd {
     },
     /// A pipe of session `id` changed (readable, writable, or closed by the socket).
     Notify(u64),
+    /// Test hook: make the I/O thread panic (to test that sockets see ETERM).
+    InjectPanic,
     CloseSocket {
         sock_id: u64,
         linger: i32,
@@ -117,7 +120,7 @@ impl Notify for EngineNotify {
 
 impl EngineHandle {
     /// Starts the I/O thread.
-    pub fn spawn(ids: Arc<AtomicU64>) -> io::Result<EngineHandle> {
+    pub fn spawn(ids: Arc<AtomicU64>, sockets: Arc<SocketList>) -> io::Result<EngineHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -137,7 +140,16 @@ impl EngineHandle {
         };
         let thread = std::thread::Builder::new()
             .name("ferromq-io".into())
-            .spawn(move || engine.run())?;
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run()));
+                if run.is_err() {
+                    // A bug, never peer data: surface it to every socket as ETERM rather
+                    // than leaving user threads blocked forever.
+                    log::error!("the ferromq I/O thread panicked; the context is unusable");
+                    sockets.engine_failed.store(true, Ordering::Release);
+                    sockets.wake_all();
+                }
+            })?;
         Ok(EngineHandle {
             tx,
             waker,
@@ -223,6 +235,11 @@ impl EngineHandle {
         })
     }
 
+    /// Test hook: makes the I/O thread panic.
+    pub fn inject_panic(&self) {
+        self.send(Cmd::InjectPanic);
+    }
+
     pub fn close_socket(&self, sock_id: u64, linger: i32) {
         self.send(Cmd::CloseSocket { sock_id, linger });
     }
@@ -232,9 +249,7 @@ impl EngineHandle {
         self.send(Cmd::Shutdown);
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
-            if h.join().is_err() {
-                log::error!("the ferromq I/O thread panicked");
-            }
+            let _ = h.join();
         }
     }
 }
@@ -625,6 +640,7 @@ impl Engine {
             }
             Cmd::CloseSocket { sock_id, linger } => self.close_socket(sock_id, linger),
             Cmd::Shutdown => self.shutdown = true,
+            Cmd::InjectPanic => panic!("injected I/O thread panic (test hook)"),
         }
     }
 
