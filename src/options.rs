@@ -57,6 +57,8 @@ pub struct Options {
     pub heartbeat_ivl: i32,
     /// TTL announced in PINGs, in ms (0 = none).
     pub heartbeat_ttl: i32,
+    /// ROUTER: the routing id given to the peer of the next `connect` (then cleared).
+    pub connect_routing_id: Option<Bytes>,
     /// Time without traffic after a PING before the peer is declared dead, in ms
     /// (-1 = same as `heartbeat_ivl`).
     pub heartbeat_timeout: i32,
@@ -90,6 +92,7 @@ impl Options {
             heartbeat_ivl: 0,
             heartbeat_ttl: 0,
             heartbeat_timeout: -1,
+            connect_routing_id: None,
         }
     }
 

@@ -230,9 +230,14 @@ impl Socket {
     pub fn connect(&self, endpoint: &str) -> Result<()> {
         let mut core = self.core();
         let opts = core.opts.clone();
+        // CONNECT_ROUTING_ID applies to this one connect.
+        core.opts.connect_routing_id = None;
         if let Some(name) = inproc_name(endpoint)? {
             let side = inproc::Side::new(self.shared.clone(), &opts);
-            let peer = self.ctx.inner.inproc.connect(name, side)?;
+            let mut peer = self.ctx.inner.inproc.connect(name, side)?;
+            if let Some(rid) = &opts.connect_routing_id {
+                peer.routing_id = rid.clone();
+            }
             core.last_endpoint = endpoint.to_string();
             let (out, inp) = (peer.out.clone(), peer.inp.clone());
             if !core.pattern.attach(peer) {
@@ -660,7 +665,11 @@ impl Socket {
 
     /// ROUTER: the routing id to give the peer of the next `connect`.
     pub fn set_connect_routing_id(&self, value: &[u8]) -> Result<()> {
-        self.pattern_opt(pattern::PatternOpt::ConnectRoutingId(value))
+        if value.is_empty() || value.len() > 255 {
+            return Err(Error::EINVAL);
+        }
+        self.core().opts.connect_routing_id = Some(Bytes::copy_from_slice(value));
+        Ok(())
     }
 
     /// `ZMQ_IPV6`: wildcard binds accept IPv6 too.

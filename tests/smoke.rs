@@ -161,3 +161,32 @@ fn pub_sub_filtering_with_libzmq_both_ways() {
         );
     }
 }
+
+#[test]
+fn router_connect_routing_id_names_the_peer() {
+    let ctx = ferromq::Context::new();
+    for ep in ["tcp://127.0.0.1:*", "inproc://crid"] {
+        let server = ctx.socket(ferromq::ROUTER).unwrap();
+        server.set_rcvtimeo(5000).unwrap();
+        server.bind(ep).unwrap();
+        let client = ctx.socket(ferromq::ROUTER).unwrap();
+        client.set_rcvtimeo(5000).unwrap();
+        client.set_identity(b"client").unwrap();
+        client.set_connect_routing_id(b"srv").unwrap();
+        client.connect(&endpoint(&server)).unwrap();
+        // The client addresses the server by the id it chose; mandatory waits for the peer.
+        client.set_router_mandatory(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while client.send_multipart(["srv", "hello"], 0).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "peer srv never routable"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            server.recv_multipart(0).unwrap(),
+            vec![b"client".to_vec(), b"hello".to_vec()]
+        );
+    }
+}

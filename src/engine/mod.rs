@@ -1212,7 +1212,11 @@ impl Engine {
             id: sess.id,
             out,
             inp,
-            routing_id: peer.identity,
+            routing_id: sess
+                .opts
+                .connect_routing_id
+                .clone()
+                .unwrap_or(peer.identity),
             meta: Some(Arc::new(meta)),
         }));
     }
