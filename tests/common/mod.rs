@@ -377,3 +377,65 @@ impl RawPeer {
         }
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// The PATTERNS switch (tests/spec_rfc28..31.rs, tests/interop_patterns.rs).
+// ------------------------------------------------------------------------------------------
+
+/// Instantiates a pattern suite (REQ/REP/DEALER/ROUTER/PUB/SUB/XPUB/XSUB, RFC 28-31) for
+/// ferromq in `mod $name`. Same aliases as [`ferro_instance!`] (`zmq` and `fz` = ferromq,
+/// `lz` = libzmq).
+///
+/// THE PATTERNS SWITCH: the macro called below selects the state of every pattern suite:
+/// `patterns_ignored!` (compiled, `#[ignore = "needs patterns"]`; run them with
+/// `cargo test --test spec_rfc28 -- --include-ignored`), `ferro_on!` (run like any test) or
+/// `ferro_off!` (not compiled). Independent of `ferro_instance!` above.
+macro_rules! patterns_instance {
+    ($name:ident, $suite:ident $(, $arg:expr)*) => {
+        patterns_ignored!($name, $suite $(, $arg)*);
+    };
+}
+
+/// Pattern suites compiled for ferromq but `#[ignore = "needs patterns"]`.
+macro_rules! patterns_ignored {
+    ($name:ident, $suite:ident $(, $arg:expr)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use ferromq as zmq;
+            #[allow(unused_imports)]
+            use ferromq as fz;
+            #[allow(unused_imports)]
+            use ::zmq as lz;
+            $suite!([$($arg),*] #[ignore = "needs patterns"]);
+        }
+    };
+}
+
+/// Calls `attempt` every `every` until it returns `Some`, or panics with `what` after
+/// `within`. For "retry until the peer is attached" loops (e.g. ROUTER_MANDATORY sends,
+/// slow-joiner publishing); the awaited event is the `Some`, the interval only paces retries.
+pub fn retry_until<T>(
+    within: Duration,
+    every: Duration,
+    what: &str,
+    mut attempt: impl FnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = attempt() {
+            return v;
+        }
+        if start.elapsed() >= within {
+            panic!("{what}: not done within {within:?}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Frames as byte vectors, for comparing with `recv_multipart` results:
+/// `frames(&[b"a", b""])`.
+pub fn frames(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
