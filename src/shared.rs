@@ -106,6 +106,8 @@ pub(crate) struct SocketShared {
     /// SUB/XSUB: the current subscriptions, for the engine to send to every new connection.
     subscriptions: Mutex<crate::pattern::trie::Trie>,
     mailbox: Mutex<Vec<MailEvent>>,
+    /// Set after a post, so the socket checks its mailbox without locking it.
+    has_mail: std::sync::atomic::AtomicBool,
 }
 
 impl SocketShared {
@@ -117,12 +119,15 @@ impl SocketShared {
             monitor: Default::default(),
             subscriptions: Mutex::new(crate::pattern::trie::Trie::new()),
             mailbox: Mutex::new(Vec::new()),
+            has_mail: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Called by the engine: queue an event and wake the socket.
     pub fn post(&self, ev: MailEvent) {
         lock(&self.mailbox).push(ev);
+        self.has_mail
+            .store(true, std::sync::atomic::Ordering::Release);
         self.signal.raise();
     }
 
@@ -148,6 +153,12 @@ impl SocketShared {
 
     /// Called by the socket: take all queued events.
     pub fn take_mail(&self, out: &mut Vec<MailEvent>) {
+        if !self
+            .has_mail
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
         let mut mb = lock(&self.mailbox);
         if !mb.is_empty() {
             out.append(&mut mb);

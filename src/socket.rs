@@ -188,14 +188,52 @@ impl Socket {
             if self.ctx.inner.is_terminated() {
                 return Err(Error::ETERM);
             }
+            // Fast path: no lock on the signal unless we may have to sleep.
+            core.process_mail(&self.shared);
+            if ready(core)? {
+                return Ok(());
+            }
+            if nonblocking {
+                return Err(Error::EAGAIN);
+            }
             let seen = self.shared.signal.seq();
             core.process_mail(&self.shared);
             if ready(core)? {
                 return Ok(());
             }
-            if nonblocking || !self.shared.signal.wait(seen, deadline) {
+            if !self.shared.signal.wait(seen, deadline) {
                 return Err(Error::EAGAIN);
             }
+        }
+    }
+
+    /// Hands a whole message to the pattern; a refusal for lack of room waits (unless
+    /// `DONTWAIT`) until the pipes drain, as a blocking libzmq send does.
+    fn deliver(&self, core: &mut Core, msg: Msg, flags: i32, force: bool) -> Result<()> {
+        let nonblocking = flags & DONTWAIT != 0;
+        let mut msg = msg;
+        let mut deadline_at = None;
+        loop {
+            match core.pattern.send(msg, force) {
+                Ok(()) => return Ok(()),
+                Err(SendError::WouldBlock(back)) if !nonblocking => msg = back,
+                Err(e) => return Err(send_error(e)),
+            }
+            if self.ctx.inner.is_terminated() {
+                return Err(Error::ETERM);
+            }
+            let deadline = *deadline_at.get_or_insert_with(|| deadline(core.opts.sndtimeo));
+            let seen = self.shared.signal.seq();
+            core.process_mail(&self.shared);
+            match core.pattern.send(msg, force) {
+                Ok(()) => return Ok(()),
+                Err(SendError::WouldBlock(back)) => msg = back,
+                Err(e) => return Err(send_error(e)),
+            }
+            if !self.shared.signal.wait(seen, deadline) {
+                return Err(Error::EAGAIN);
+            }
+            core.process_mail(&self.shared);
         }
     }
 
@@ -323,15 +361,28 @@ impl Socket {
     /// Sends a [`Message`].
     pub fn send_msg(&self, msg: Message, flags: i32) -> Result<()> {
         let mut core = self.core();
+        if self.ctx.inner.is_terminated() {
+            return Err(Error::ETERM);
+        }
+        let more = flags & SNDMORE != 0;
+        if !core.out_admitted && !more {
+            // A single-frame message: straight to the pattern, one pipe operation.
+            let frame = msg.into_bytes();
+            if self.shared.socket_type == SocketType::XSUB {
+                self.shared.note_subscription(&frame);
+            }
+            core.process_mail(&self.shared);
+            return self.deliver(&mut core, Msg::One(frame), flags, false);
+        }
         if !core.out_admitted {
-            // The first frame decides: wait until the pattern can take a message, so a
-            // multipart message never blocks halfway.
+            // The first frame of a multipart message decides: wait until the pattern can
+            // take a message, so a multipart message never blocks halfway.
             let timeout = core.opts.sndtimeo;
             self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, Core::admit)?;
             core.out_admitted = true;
         }
         core.out_frames.push(msg.into_bytes());
-        if flags & SNDMORE != 0 {
+        if more {
             return Ok(());
         }
         core.out_admitted = false;
@@ -339,30 +390,9 @@ impl Socket {
         if self.shared.socket_type == SocketType::XSUB && frames.len() == 1 {
             self.shared.note_subscription(&frames[0]);
         }
-        let mut msg = Msg::from_frames(frames);
-        let nonblocking = flags & DONTWAIT != 0;
-        let deadline = if nonblocking {
-            None
-        } else {
-            deadline(core.opts.sndtimeo)
-        };
-        loop {
-            // A pattern may still refuse an admitted message (ROUTER_MANDATORY to a full
-            // peer): a blocking send then waits for room, as in libzmq.
-            let seen = self.shared.signal.seq();
-            match core.pattern.send(msg, true) {
-                Ok(()) => return Ok(()),
-                Err(SendError::WouldBlock(back)) if !nonblocking => msg = back,
-                Err(e) => return Err(send_error(e)),
-            }
-            if self.ctx.inner.is_terminated() {
-                return Err(Error::ETERM);
-            }
-            if !self.shared.signal.wait(seen, deadline) {
-                return Err(Error::EAGAIN);
-            }
-            core.process_mail(&self.shared);
-        }
+        // Admitted: the pattern may exceed the HWM by this one message, and a pattern that
+        // still refuses (ROUTER_MANDATORY to a full peer) makes a blocking send wait.
+        self.deliver(&mut core, Msg::from_frames(frames), flags, true)
     }
 
     /// Sends a `&str`.

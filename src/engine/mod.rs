@@ -22,7 +22,7 @@ mod transport;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -99,22 +99,35 @@ pub(crate) enum Cmd {
 /// A clonable handle on a context's I/O thread.
 #[derive(Clone)]
 pub(crate) struct EngineHandle {
-    tx: Sender<Cmd>,
-    waker: Arc<Waker>,
+    bell: Doorbell,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-struct EngineNotify {
+/// Wakes the I/O thread only when it is (about to be) blocked in `poll`: a busy thread
+/// finds the command at the top of its loop, and a wake-up is a syscall.
+#[derive(Clone)]
+struct Doorbell {
     tx: Sender<Cmd>,
     waker: Arc<Waker>,
+    asleep: Arc<AtomicBool>,
+}
+
+impl Doorbell {
+    fn ring(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_ok() && self.asleep.swap(false, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct EngineNotify {
+    bell: Doorbell,
     id: u64,
 }
 
 impl Notify for EngineNotify {
     fn notify(&self) {
-        if self.tx.send(Cmd::Notify(self.id)).is_ok() {
-            let _ = self.waker.wake();
-        }
+        self.bell.ring(Cmd::Notify(self.id));
     }
 }
 
@@ -124,11 +137,15 @@ impl EngineHandle {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
+        let bell = Doorbell {
+            tx,
+            waker,
+            asleep: Arc::new(AtomicBool::new(false)),
+        };
         let mut engine = Engine {
             poll,
             rx,
-            tx: tx.clone(),
-            waker: waker.clone(),
+            bell: bell.clone(),
             ids,
             io: Slab::new(),
             sessions: Slab::new(),
@@ -151,16 +168,13 @@ impl EngineHandle {
                 }
             })?;
         Ok(EngineHandle {
-            tx,
-            waker,
+            bell,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
     }
 
     fn send(&self, cmd: Cmd) {
-        if self.tx.send(cmd).is_ok() {
-            let _ = self.waker.wake();
-        }
+        self.bell.ring(cmd);
     }
 
     fn call<T>(&self, make: impl FnOnce(Sender<Result<T>>) -> Cmd) -> Result<T> {
@@ -229,8 +243,7 @@ impl EngineHandle {
     /// The notifier a pipe of session `id` uses to wake the engine.
     pub fn notifier(&self, id: u64) -> Arc<dyn Notify> {
         Arc::new(EngineNotify {
-            tx: self.tx.clone(),
-            waker: self.waker.clone(),
+            bell: self.bell.clone(),
             id,
         })
     }
@@ -394,8 +407,7 @@ impl std::fmt::Display for Close {
 struct Engine {
     poll: Poll,
     rx: Receiver<Cmd>,
-    tx: Sender<Cmd>,
-    waker: Arc<Waker>,
+    bell: Doorbell,
     ids: Arc<AtomicU64>,
     io: Slab<Io>,
     sessions: Slab<Session>,
@@ -429,8 +441,17 @@ impl Engine {
             if self.shutdown && self.sessions.is_empty() {
                 break;
             }
-            let timeout = self.next_timeout();
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            // Declare the sleep before the last look at the mailbox (the Doorbell pairs
+            // with this): a command sent after the look finds `asleep` and rings.
+            self.bell.asleep.store(true, Ordering::SeqCst);
+            let timeout = if self.rx.is_empty() {
+                self.next_timeout()
+            } else {
+                Some(Duration::ZERO)
+            };
+            let polled = self.poll.poll(&mut events, timeout);
+            self.bell.asleep.store(false, Ordering::SeqCst);
+            if let Err(e) = polled {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -1182,8 +1203,7 @@ impl Engine {
 
     fn handshake_done(&mut self, s: usize, peer: PeerInfo, addr: String) {
         let engine_notify: Arc<dyn Notify> = Arc::new(EngineNotify {
-            tx: self.tx.clone(),
-            waker: self.waker.clone(),
+            bell: self.bell.clone(),
             id: self.sessions[s].id,
         });
         let sess = &mut self.sessions[s];

@@ -19,6 +19,7 @@
 //! message; the notify callbacks run outside the pipe's lock.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -89,8 +90,19 @@ struct State {
 }
 
 /// A bounded, single-producer single-consumer message queue with edge-triggered wake-ups.
+///
+/// The reader keeps a private batch: when it is empty, the reader takes *everything* the
+/// writer queued in one swap under the shared lock, so the two threads meet once per batch,
+/// not once per message.
 pub struct Pipe {
     state: Mutex<State>,
+    /// The reader's batch (only the reader locks it, so the lock is never contended).
+    batch: Mutex<VecDeque<Msg>>,
+    /// Messages in `batch`, readable by the writer for the HWM check.
+    batched: AtomicUsize,
+    /// Set (under the state lock) when the writer waits for room; lets the reader skip the
+    /// state lock on its pops until then.
+    writer_waits: AtomicBool,
     hwm: usize,
     lwm: usize,
     reader: Arc<dyn Notify>,
@@ -106,6 +118,12 @@ impl std::fmt::Debug for Pipe {
     }
 }
 
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave a queue inconsistent (every operation
+    // is a single VecDeque call), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Pipe {
     /// A pipe holding at most `hwm` messages (0 = unlimited), waking `reader` and `writer`
     /// on the edges described in the module docs.
@@ -117,6 +135,9 @@ impl Pipe {
                 writer_waiting: false,
                 closed: false,
             }),
+            batch: Mutex::new(VecDeque::new()),
+            batched: AtomicUsize::new(0),
+            writer_waits: AtomicBool::new(false),
             hwm,
             lwm: hwm.div_ceil(2),
             reader,
@@ -125,9 +146,7 @@ impl Pipe {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the queue inconsistent (every
-        // operation is a single VecDeque call), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        relock(&self.state)
     }
 
     /// The high-water mark (0 = unlimited).
@@ -136,7 +155,12 @@ impl Pipe {
     }
 
     fn full(&self, st: &State) -> bool {
-        self.hwm != 0 && st.queue.len() >= self.hwm
+        self.hwm != 0 && st.queue.len() + self.batched.load(Ordering::Acquire) >= self.hwm
+    }
+
+    fn mark_writer_waiting(&self, st: &mut State) {
+        st.writer_waiting = true;
+        self.writer_waits.store(true, Ordering::Release);
     }
 
     /// Appends `msg` unless the pipe is full or closed; a refused message is handed back and
@@ -148,7 +172,7 @@ impl Pipe {
                 return Err(msg);
             }
             if self.full(&st) {
-                st.writer_waiting = true;
+                self.mark_writer_waiting(&mut st);
                 return Err(msg);
             }
             st.queue.push_back(msg);
@@ -182,76 +206,101 @@ impl Pipe {
             return false;
         }
         if self.full(&st) {
-            st.writer_waiting = true;
+            self.mark_writer_waiting(&mut st);
             return false;
         }
         true
     }
 
-    /// Takes the oldest message. `None` means empty (the reader will be woken by the next
-    /// push) or closed and drained (see [`Pipe::is_done`]).
-    pub fn pop(&self) -> Option<Msg> {
-        let (msg, wake) = {
-            let mut st = self.lock();
-            match st.queue.pop_front() {
-                Some(m) => (Some(m), self.writer_wake(&mut st)),
-                None => {
-                    st.reader_waiting = true;
-                    (None, false)
-                }
-            }
-        };
-        if wake {
-            self.writer.notify();
-        }
-        msg
-    }
-
-    /// Moves up to `max` messages into `out` under one lock; returns how many. When the pipe
-    /// is left empty the reader will be woken by the next push.
-    pub fn pop_batch(&self, out: &mut Vec<Msg>, max: usize) -> usize {
-        let (n, wake) = {
-            let mut st = self.lock();
-            let n = st.queue.len().min(max);
-            out.extend(st.queue.drain(..n));
-            if st.queue.is_empty() {
-                st.reader_waiting = true;
-            }
-            (n, n > 0 && self.writer_wake(&mut st))
-        };
-        if wake {
-            self.writer.notify();
-        }
-        n
-    }
-
-    fn writer_wake(&self, st: &mut State) -> bool {
-        if st.writer_waiting && st.queue.len() <= self.lwm {
-            st.writer_waiting = false;
-            return true;
-        }
-        false
-    }
-
-    /// True if at least one message is queued. When it is empty the reader is marked as
-    /// waiting, so the next push wakes it (a poll can sleep on this answer).
-    pub fn is_readable(&self) -> bool {
+    /// Refills the reader's batch from the shared queue. Returns false (and arms the reader
+    /// wake-up) if both are empty.
+    fn refill(&self, batch: &mut VecDeque<Msg>) -> bool {
         let mut st = self.lock();
         if st.queue.is_empty() {
             st.reader_waiting = true;
             return false;
         }
+        std::mem::swap(&mut st.queue, batch);
+        self.batched.store(batch.len(), Ordering::Release);
         true
+    }
+
+    /// After the reader took messages: wake a waiting writer once the pipe drained to the
+    /// low-water mark.
+    fn after_pop(&self, left_in_batch: usize) {
+        if !self.writer_waits.load(Ordering::Acquire) {
+            return;
+        }
+        let wake = {
+            let mut st = self.lock();
+            if st.writer_waiting && st.queue.len() + left_in_batch <= self.lwm {
+                st.writer_waiting = false;
+                self.writer_waits.store(false, Ordering::Release);
+                true
+            } else {
+                false
+            }
+        };
+        if wake {
+            self.writer.notify();
+        }
+    }
+
+    /// Takes the oldest message. `None` means empty (the reader will be woken by the next
+    /// push) or closed and drained (see [`Pipe::is_done`]).
+    pub fn pop(&self) -> Option<Msg> {
+        let mut batch = relock(&self.batch);
+        if batch.is_empty() && !self.refill(&mut batch) {
+            return None;
+        }
+        let msg = batch.pop_front();
+        let left = batch.len();
+        self.batched.store(left, Ordering::Release);
+        drop(batch);
+        self.after_pop(left);
+        msg
+    }
+
+    /// Moves up to `max` messages into `out`; returns how many. When the pipe is left empty
+    /// the reader will be woken by the next push.
+    pub fn pop_batch(&self, out: &mut Vec<Msg>, max: usize) -> usize {
+        let mut batch = relock(&self.batch);
+        if batch.is_empty() && !self.refill(&mut batch) {
+            return 0;
+        }
+        let n = batch.len().min(max);
+        out.extend(batch.drain(..n));
+        let left = batch.len();
+        self.batched.store(left, Ordering::Release);
+        if left == 0 {
+            // Took everything: if the writer queued nothing meanwhile, the reader will
+            // sleep, so the next push must wake it.
+            let mut st = self.lock();
+            if st.queue.is_empty() {
+                st.reader_waiting = true;
+            }
+        }
+        drop(batch);
+        self.after_pop(left);
+        n
+    }
+
+    /// True if at least one message is queued. When it is empty the reader is marked as
+    /// waiting, so the next push wakes it (a poll can sleep on this answer).
+    pub fn is_readable(&self) -> bool {
+        let mut batch = relock(&self.batch);
+        !batch.is_empty() || self.refill(&mut batch)
     }
 
     /// Number of queued messages.
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        let st = self.lock();
+        st.queue.len() + self.batched.load(Ordering::Acquire)
     }
 
     /// True if no message is queued.
     pub fn is_empty(&self) -> bool {
-        self.lock().queue.is_empty()
+        self.len() == 0
     }
 
     /// Marks the pipe closed: no more pushes are accepted; the reader drains what is queued
@@ -273,9 +322,12 @@ impl Pipe {
     /// Closes the pipe and drops every queued message; returns how many were dropped.
     pub fn close_and_clear(&self) -> usize {
         let n = {
+            let mut batch = relock(&self.batch);
             let mut st = self.lock();
-            let n = st.queue.len();
+            let n = st.queue.len() + batch.len();
             st.queue.clear();
+            batch.clear();
+            self.batched.store(0, Ordering::Release);
             n
         };
         self.close();
@@ -290,7 +342,7 @@ impl Pipe {
     /// True once closed and fully drained.
     pub fn is_done(&self) -> bool {
         let st = self.lock();
-        st.closed && st.queue.is_empty()
+        st.closed && st.queue.is_empty() && self.batched.load(Ordering::Acquire) == 0
     }
 }
 
