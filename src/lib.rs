@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod context;
+mod curve_keys;
 mod engine;
 pub mod error;
 pub mod fuzzing;
@@ -48,6 +49,7 @@ pub mod socket_type;
 pub mod z85;
 
 pub use context::Context;
+pub use curve_keys::CurveKeyPair;
 pub use error::{Error, Result};
 pub use message::Message;
 pub use metadata::Metadata;

@@ -1,5 +1,6 @@
 //! The connection handshake: greeting exchange, then the security mechanism's handshake
-//! (NULL only, for now), then the socket-type check of RFC 37.
+//! (NULL, PLAIN or CURVE, see [`Handshake::with_security`]), then the socket-type check of
+//! RFC 37.
 //!
 //! ```text
 //! Greeting ──(peer greeting valid)──► Mechanism ──(peer READY valid)──► Done
@@ -16,12 +17,19 @@
 //!    peer's greeting and READY arrived together) and switch to a [`Decoder`] for the data
 //!    frames; the bytes left in `buf` are the first of them.
 //! 4. On `Err`, call `poll_output` once more and flush: it may yield an ERROR command.
+//! 5. CURVE only: after `Done`, [`Handshake::take_cipher`] yields the [`FrameCipher`] that
+//!    every later frame must go through, both ways (the bytes left in `buf` are already
+//!    MESSAGE commands).
 
 use bytes::{Bytes, BytesMut};
 
+use super::codec::{FLAG_COMMAND, FLAG_LONG, FLAG_MORE, MAX_RESERVE};
+use super::curve::{CurveClient, CurveServer, FrameCipher};
 use super::greeting::{self, Greeting, GREETING_LEN};
 use super::mechanism::{Mechanism, MechanismKind, MechanismStatus, NullMechanism};
-use super::{Decoder, Encoder, Frame, ProtoError};
+use super::plain::{PlainClient, PlainServer};
+use super::zap::{self, AuthOutcome, MechanismConfig, SecurityConfig, ZapRequest};
+use super::{Decoder, Encoder, ProtoError};
 use crate::{Metadata, SocketType};
 
 /// Name of the property that carries the socket type (RFC 37).
@@ -57,6 +65,14 @@ pub struct PeerInfo {
     pub metadata: Metadata,
     /// 0 = ZMTP 3.0 peer, 1 = 3.1 (or later) peer.
     pub minor_version: u8,
+    /// The security mechanism of the connection.
+    pub mechanism: MechanismKind,
+    /// Server side of PLAIN/CURVE: the user id the authenticator returned (libzmq's
+    /// `User-Id` message property); empty otherwise.
+    pub user_id: Bytes,
+    /// Server side of PLAIN/CURVE: the metadata of the authenticator's reply (libzmq adds
+    /// these to the connection's message properties); empty otherwise.
+    pub zap_properties: Metadata,
 }
 
 /// Result of [`Handshake::handle_input`].
@@ -91,6 +107,9 @@ pub struct Handshake {
     mechanism: Option<Box<dyn Mechanism>>,
     peer_greeting: Option<Greeting>,
     error_to_send: Option<String>,
+    security: SecurityConfig,
+    user_id: Bytes,
+    zap_properties: Metadata,
 }
 
 impl Handshake {
@@ -106,7 +125,27 @@ impl Handshake {
             mechanism: None,
             peer_greeting: None,
             error_to_send: None,
+            security: SecurityConfig::default(),
+            user_id: Bytes::new(),
+            zap_properties: Metadata::new(),
         }
+    }
+
+    /// Selects the security mechanism, our role in it and its authenticator (the default is
+    /// NULL). For PLAIN and CURVE the greeting's as-server byte follows the role, overriding
+    /// [`HandshakeConfig::as_server`]. Call before the first [`Handshake::poll_output`].
+    pub fn with_security(mut self, security: SecurityConfig) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// CURVE: the cipher for every frame after the handshake, once it is done (None before,
+    /// for other mechanisms, and after the first call).
+    pub fn take_cipher(&mut self) -> Option<FrameCipher> {
+        if !self.is_done() {
+            return None;
+        }
+        self.mechanism.as_mut().and_then(|m| m.take_cipher())
     }
 
     /// Adds application properties to our READY (libzmq's `ZMQ_METADATA`, names conventionally
@@ -120,7 +159,7 @@ impl Handshake {
 
     /// The security mechanism this side uses.
     pub fn mechanism(&self) -> MechanismKind {
-        MechanismKind::Null
+        self.security.mechanism.kind()
     }
 
     /// The peer's greeting, once received.
@@ -168,7 +207,15 @@ impl Handshake {
 
     fn send_greeting(&mut self, enc: &mut Encoder) {
         if !self.greeting_sent {
-            let g = Greeting::null(self.cfg.as_server);
+            let mech = &self.security.mechanism;
+            let as_server = match mech {
+                MechanismConfig::Null => self.cfg.as_server,
+                _ => mech.is_server(),
+            };
+            let g = Greeting {
+                mechanism: greeting::mechanism_field(mech.kind().name()),
+                ..Greeting::null(as_server)
+            };
             enc.encode_raw(&g.encode());
             self.greeting_sent = true;
         }
@@ -254,32 +301,136 @@ impl Handshake {
                 return Err(self.fail(ProtoError::UnsupportedMechanism(name), None));
             }
         }
-        self.mechanism = Some(Box::new(NullMechanism::new(self.our_properties())));
         self.peer_greeting = Some(g);
+        match self.new_mechanism() {
+            Ok(m) => self.mechanism = Some(m),
+            Err(e) => return Err(self.fail(e, None)),
+        }
         self.state = State::Mechanism;
         Ok(true)
+    }
+
+    /// The mechanism state machine for our configuration.
+    fn new_mechanism(&self) -> Result<Box<dyn Mechanism>, ProtoError> {
+        let props = self.our_properties();
+        let request = ZapRequest {
+            domain: self.security.zap_domain.clone(),
+            address: self.security.peer_address.clone(),
+            identity: self.cfg.identity.clone(),
+            mechanism: self.mechanism(),
+            credentials: Vec::new(),
+        };
+        Ok(match &self.security.mechanism {
+            MechanismConfig::Null => Box::new(NullMechanism::new(props)),
+            MechanismConfig::PlainClient { username, password } => {
+                Box::new(PlainClient::new(username.clone(), password.clone(), props))
+            }
+            MechanismConfig::PlainServer => Box::new(PlainServer::new(props, request)),
+            MechanismConfig::CurveClient {
+                server_key,
+                secret_key,
+            } => Box::new(CurveClient::new(*server_key, *secret_key, props)?),
+            MechanismConfig::CurveServer { secret_key } => {
+                Box::new(CurveServer::new(*secret_key, props, request)?)
+            }
+        })
+    }
+
+    /// Splits the next complete frame off `buf`: (flags, body). The mechanism sees command
+    /// bodies unparsed (a CURVE READY carries a box, not properties).
+    fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<(u8, Bytes)>, ProtoError> {
+        let Some(&flags) = buf.first() else {
+            return Ok(None);
+        };
+        if flags & !(FLAG_MORE | FLAG_LONG | FLAG_COMMAND) != 0 {
+            return Err(ProtoError::InvalidFlags(flags));
+        }
+        if flags & FLAG_COMMAND != 0 && flags & FLAG_MORE != 0 {
+            return Err(ProtoError::CommandWithMore);
+        }
+        let (header_len, size) = if flags & FLAG_LONG != 0 {
+            let Some(raw) = buf.get(1..9) else {
+                return Ok(None);
+            };
+            let mut be = [0u8; 8];
+            be.copy_from_slice(raw);
+            (9usize, u64::from_be_bytes(be))
+        } else {
+            let Some(&size) = buf.get(1) else {
+                return Ok(None);
+            };
+            (2usize, u64::from(size))
+        };
+        let max = self.decoder.max_msg_size().unwrap_or(i64::MAX as u64);
+        if size > max.min(i64::MAX as u64) {
+            return Err(ProtoError::MessageTooLarge {
+                size,
+                max: max.min(i64::MAX as u64),
+            });
+        }
+        let size = usize::try_from(size).map_err(|_| ProtoError::MessageTooLarge {
+            size,
+            max: usize::MAX as u64,
+        })?;
+        let total = header_len.saturating_add(size);
+        if buf.len() < total {
+            buf.reserve((total - buf.len()).min(MAX_RESERVE));
+            return Ok(None);
+        }
+        let mut frame = buf.split_to(total);
+        let body = frame.split_off(header_len).freeze();
+        Ok(Some((flags, body)))
+    }
+
+    /// Asks the authenticator (if any) about `req` and tells the mechanism.
+    fn authenticate(&mut self, req: &ZapRequest) -> Result<MechanismStatus, ProtoError> {
+        let reply = self
+            .security
+            .authenticator
+            .as_ref()
+            .map(|a| a.authenticate(req));
+        if let Some(reply) = &reply {
+            if let AuthOutcome::Refused { why, error_reason } = zap::outcome(reply) {
+                let err = ProtoError::AuthenticationFailed(why);
+                return Err(self.fail(err, error_reason.as_deref()));
+            }
+            self.user_id = reply.user_id.clone();
+            self.zap_properties = reply.metadata.clone();
+        }
+        let Some(mech) = self.mechanism.as_mut() else {
+            return Err(self.fail(ProtoError::UnexpectedCommand("ZAP reply".into()), None));
+        };
+        mech.auth_result(reply.as_ref())
     }
 
     /// Mechanism step: handles complete command frames; Ok(true) when the state changed.
     fn handle_mechanism(&mut self, buf: &mut BytesMut) -> Result<bool, ProtoError> {
         loop {
-            let frame = match self.decoder.decode(buf) {
+            let (flags, body) = match self.next_frame(buf) {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(false),
                 Err(e) => return Err(self.fail(e, Some("Protocol error"))),
             };
-            let cmd = match frame {
-                Frame::Command(cmd) => cmd,
-                Frame::Message { .. } => {
-                    return Err(self.fail(ProtoError::UnexpectedMessage, Some("Protocol error")))
-                }
-            };
+            if flags & FLAG_COMMAND == 0 {
+                return Err(self.fail(ProtoError::UnexpectedMessage, Some("Protocol error")));
+            }
             let Some(mech) = self.mechanism.as_mut() else {
                 // Unreachable: the mechanism is created with the Mechanism state.
-                return Err(self.fail(ProtoError::UnexpectedCommand(cmd.name_lossy()), None));
+                return Err(self.fail(ProtoError::UnexpectedMessage, None));
             };
-            match mech.handle_command(cmd) {
+            let mut status = mech.handle_raw(body);
+            if let Ok(MechanismStatus::Authenticate(req)) = status {
+                status = self.authenticate(&req);
+                if self.is_failed() {
+                    return status.map(|_| true);
+                }
+            }
+            match status {
                 Ok(MechanismStatus::InProgress) => continue,
+                Ok(MechanismStatus::Authenticate(_)) => {
+                    let e = ProtoError::UnexpectedCommand("ZAP".into());
+                    return Err(self.fail(e, None));
+                }
                 Ok(MechanismStatus::Ready(props)) => {
                     let peer = match self.check_peer(props) {
                         Ok(p) => p,
@@ -288,7 +439,9 @@ impl Handshake {
                     self.state = State::Done(peer);
                     return Ok(true);
                 }
-                Err(e @ ProtoError::PeerError(_)) => return Err(self.fail(e, None)),
+                Err(e @ (ProtoError::PeerError(_) | ProtoError::AuthenticationFailed(_))) => {
+                    return Err(self.fail(e, None))
+                }
                 Err(e @ ProtoError::MalformedMetadata) => {
                     return Err(self.fail(e, Some("Malformed metadata")))
                 }
@@ -321,6 +474,9 @@ impl Handshake {
             identity,
             metadata: props,
             minor_version,
+            mechanism: self.mechanism(),
+            user_id: self.user_id.clone(),
+            zap_properties: self.zap_properties.clone(),
         })
     }
 }
@@ -328,7 +484,7 @@ impl Handshake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{parse_hex, Command, XorShift};
+    use crate::proto::{parse_hex, Command, Frame, XorShift};
 
     fn cfg(socket_type: SocketType) -> HandshakeConfig {
         HandshakeConfig {
@@ -763,7 +919,13 @@ mod tests {
         let mut g = Greeting::null(false);
         g.mechanism = greeting::mechanism_field("CURVE");
         let (r, _) = feed_all_ways(&cfg(SocketType::PULL), &g.encode());
-        assert_eq!(r, Err(ProtoError::UnsupportedMechanism("CURVE".into())));
+        assert_eq!(
+            r,
+            Err(ProtoError::MechanismMismatch {
+                ours: "NULL".into(),
+                peer: "CURVE".into()
+            })
+        );
         g.mechanism = greeting::mechanism_field("FOO");
         let (r, _) = feed_all_ways(&cfg(SocketType::PULL), &g.encode());
         assert_eq!(r, Err(ProtoError::UnsupportedMechanism("FOO".into())));

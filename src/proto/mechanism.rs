@@ -3,9 +3,13 @@
 //! After the greetings, the two peers run the handshake of the mechanism they both announced.
 //! Each mechanism is a small state machine behind the [`Mechanism`] trait: the
 //! [`Handshake`](super::Handshake) feeds it the peer's commands and lets it queue its own, and
-//! it reports the peer's properties once the peer is ready. Only NULL exists today; PLAIN and
-//! CURVE would be added as more implementations of the trait and more [`MechanismKind`]s.
+//! it reports the peer's properties once the peer is ready. NULL is here; PLAIN
+//! ([`super::plain`]) and CURVE ([`super::curve`]) are further implementations.
 
+use bytes::Bytes;
+
+use super::curve::FrameCipher;
+use super::zap::{ZapReply, ZapRequest};
 use super::{Command, Encoder, ProtoError};
 use crate::Metadata;
 
@@ -15,9 +19,9 @@ use crate::Metadata;
 pub enum MechanismKind {
     /// No security (RFC 23): both peers just exchange READY.
     Null,
-    /// Clear-text user name and password (RFC 24). Not implemented yet.
+    /// Clear-text user name and password (RFC 24).
     Plain,
-    /// CurveZMQ (RFC 26). Not implemented yet.
+    /// CurveZMQ (RFC 25, RFC 26).
     Curve,
 }
 
@@ -44,7 +48,10 @@ impl MechanismKind {
 
     /// Whether ferromq implements this mechanism.
     pub fn is_supported(self) -> bool {
-        matches!(self, MechanismKind::Null)
+        matches!(
+            self,
+            MechanismKind::Null | MechanismKind::Plain | MechanismKind::Curve
+        )
     }
 }
 
@@ -55,6 +62,9 @@ pub enum MechanismStatus {
     InProgress,
     /// The peer is ready; these are the properties it announced.
     Ready(Metadata),
+    /// The server has the client's credentials: the handshake must answer with
+    /// [`Mechanism::auth_result`] before anything else.
+    Authenticate(Box<ZapRequest>),
 }
 
 /// A security mechanism's handshake state machine, started once the greetings are exchanged.
@@ -73,6 +83,25 @@ pub trait Mechanism: Send + std::fmt::Debug {
 
     /// Whether we have sent everything the mechanism requires (our READY, for NULL).
     fn output_done(&self) -> bool;
+
+    /// Handles the body of one command frame from the peer (name included). The default
+    /// parses it as a [`Command`] and calls [`Mechanism::handle_command`]; CURVE overrides it
+    /// because its READY carries a box, not properties.
+    fn handle_raw(&mut self, body: Bytes) -> Result<MechanismStatus, ProtoError> {
+        self.handle_command(Command::parse(body)?)
+    }
+
+    /// The answer to a [`MechanismStatus::Authenticate`]: the authenticator's reply, or None
+    /// when there is no authenticator. Only server mechanisms ask.
+    fn auth_result(&mut self, reply: Option<&ZapReply>) -> Result<MechanismStatus, ProtoError> {
+        let _ = reply;
+        Err(ProtoError::UnexpectedCommand("ZAP reply".into()))
+    }
+
+    /// The cipher for the traffic after the handshake (CURVE only), once it is done.
+    fn take_cipher(&mut self) -> Option<FrameCipher> {
+        None
+    }
 }
 
 /// The NULL mechanism: each side sends READY with its properties; the peer's READY must be
@@ -143,7 +172,7 @@ mod tests {
         }
         assert_eq!(MechanismKind::from_name(b"null"), None);
         assert!(MechanismKind::Null.is_supported());
-        assert!(!MechanismKind::Curve.is_supported());
+        assert!(MechanismKind::Curve.is_supported());
     }
 
     #[test]

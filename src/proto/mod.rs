@@ -13,14 +13,19 @@
 
 pub mod codec;
 pub mod command;
+pub mod curve;
 pub mod greeting;
 pub mod handshake;
 pub mod mechanism;
+pub mod plain;
+pub mod zap;
 
 pub use codec::{Decoder, Encoder, Frame};
 pub use command::Command;
+pub use curve::FrameCipher;
 pub use greeting::Greeting;
 pub use handshake::{Handshake, HandshakeConfig, HandshakeStatus, PeerInfo};
+pub use zap::{Authenticator, MechanismConfig, SecurityConfig, ZapReply, ZapRequest};
 
 use crate::SocketType;
 
@@ -100,6 +105,18 @@ pub enum ProtoError {
     /// The peer rejected the handshake with an ERROR command (the reason is given).
     #[error("peer sent ERROR: {0}")]
     PeerError(String),
+    /// The server refused the client's credentials (ZAP status and text, or why no
+    /// authentication was possible).
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(String),
+    /// A CURVE box did not open (wrong key, tampered or truncated ciphertext), or a cookie or
+    /// vouch did not match.
+    #[error("CURVE decryption or verification failed")]
+    Cryptographic,
+    /// A CURVE short nonce was not larger than the previous one from the same peer (replay
+    /// or reordering), or our own nonces are exhausted.
+    #[error("CURVE nonce replayed, reordered or exhausted")]
+    InvalidNonce,
 }
 
 /// Parses a hex test vector: hex digit pairs, whitespace ignored, lines whose first non-blank

@@ -1,0 +1,735 @@
+//! The CURVE mechanism (RFC 25, <https://rfc.zeromq.org/spec/25/>) running the CurveZMQ
+//! handshake (RFC 26, <https://rfc.zeromq.org/spec/26/>), and the [`FrameCipher`] that
+//! boxes every frame afterwards.
+//!
+//! Notation of RFC 26: `C`/`c` the client's long-term public/secret key, `C'`/`c'` its
+//! transient (per connection) keys, `S`/`s` and `S'`/`s'` the server's. `Box[x](A->B)` is
+//! NaCl `crypto_box` (X25519 + XSalsa20Poly1305) of `x` from secret `a` to public `B`; its
+//! output is 16 bytes longer than `x`. Short nonces are 8-byte big-endian counters, one per
+//! direction, starting at 1 and strictly increasing; each box's 24-byte nonce is a 16-byte
+//! prefix naming its purpose plus the short nonce (or an 8-byte prefix plus 16 random bytes
+//! for WELCOME, the cookie and the vouch).
+//!
+//! ```text
+//! C: HELLO    version(1,0) padding(72) C' nonce Box[64 zeros](C'->S)      "CurveZMQHELLO---"
+//! S: WELCOME  nonce(16) Box[S' + cookie](S->C')                           "WELCOME-"
+//!             cookie = nonce(16) SecretBox[C' + s'](K), K per connection  "COOKIE--"
+//! C: INITIATE cookie nonce Box[C + vnonce(16) + vouch + metadata](C'->S') "CurveZMQINITIATE"
+//!             vouch = Box[C' + S](C->S')                                  "VOUCH---"
+//! S: READY    nonce Box[metadata](S'->C')                                 "CurveZMQREADY---"
+//!    MESSAGE  nonce Box[flags + frame](C'->S' or S'->C')      "CurveZMQMESSAGEC"/"...MESSAGES"
+//! ```
+//!
+//! The server authenticates `C` with its [`Authenticator`](super::Authenticator)
+//! (mechanism CURVE, credentials `[C]`) before READY. Byte layouts follow libzmq 4.3.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use crypto_box::aead::Aead;
+use crypto_box::{Nonce, PublicKey, SalsaBox, SecretKey};
+use crypto_secretbox::{KeyInit, XSalsa20Poly1305};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::codec::Frame;
+use super::command::{encode_metadata, parse_metadata};
+use super::mechanism::{Mechanism, MechanismKind, MechanismStatus};
+use super::zap::{ZapReply, ZapRequest};
+use super::{Command, Encoder, ProtoError};
+use crate::Metadata;
+
+/// Nonce prefix of the HELLO signature box.
+pub const HELLO_PREFIX: &[u8; 16] = b"CurveZMQHELLO---";
+/// Nonce prefix of the WELCOME box (followed by 16 random bytes).
+pub const WELCOME_PREFIX: &[u8; 8] = b"WELCOME-";
+/// Nonce prefix of the cookie secret box (followed by 16 random bytes).
+pub const COOKIE_PREFIX: &[u8; 8] = b"COOKIE--";
+/// Nonce prefix of the INITIATE box.
+pub const INITIATE_PREFIX: &[u8; 16] = b"CurveZMQINITIATE";
+/// Nonce prefix of the vouch box (followed by 16 random bytes).
+pub const VOUCH_PREFIX: &[u8; 8] = b"VOUCH---";
+/// Nonce prefix of the READY box.
+pub const READY_PREFIX: &[u8; 16] = b"CurveZMQREADY---";
+/// Nonce prefix of MESSAGE boxes sent by the client.
+pub const MESSAGE_CLIENT_PREFIX: &[u8; 16] = b"CurveZMQMESSAGEC";
+/// Nonce prefix of MESSAGE boxes sent by the server.
+pub const MESSAGE_SERVER_PREFIX: &[u8; 16] = b"CurveZMQMESSAGES";
+
+/// Name of the command that carries every frame after the handshake.
+pub const MESSAGE: &[u8] = b"MESSAGE";
+/// The start of every MESSAGE command body: name size and name.
+pub const MESSAGE_HEADER: &[u8; 8] = b"\x07MESSAGE";
+
+const HELLO: &[u8] = b"HELLO";
+const WELCOME: &[u8] = b"WELCOME";
+const INITIATE: &[u8] = b"INITIATE";
+const READY: &[u8] = b"READY";
+const ERROR: &[u8] = b"ERROR";
+
+/// Bytes a box adds to its plaintext (the Poly1305 tag, NaCl `crypto_box_MACBYTES`).
+pub const BOX_OVERHEAD: usize = 16;
+/// Size of the HELLO body after its name: version, padding, C', nonce, signature box.
+const HELLO_LEN: usize = 2 + 72 + 32 + 8 + 64 + BOX_OVERHEAD;
+/// Size of the WELCOME body after its name: nonce and Box[S' + cookie].
+const WELCOME_LEN: usize = 16 + 128 + BOX_OVERHEAD;
+/// Size of a cookie: nonce and SecretBox[C' + s'].
+const COOKIE_LEN: usize = 16 + 64 + BOX_OVERHEAD;
+/// Minimum INITIATE body after its name: cookie, nonce, Box[C + vouch nonce + vouch].
+const INITIATE_MIN_LEN: usize = COOKIE_LEN + 8 + 128 + BOX_OVERHEAD;
+/// Size of the vouch box.
+const VOUCH_LEN: usize = 64 + BOX_OVERHEAD;
+
+/// Fills an array with OS randomness.
+fn random<const N: usize>() -> Result<[u8; N], ProtoError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|_| ProtoError::Cryptographic)?;
+    Ok(b)
+}
+
+/// A fresh transient key pair.
+fn transient_keys() -> Result<(SecretKey, PublicKey), ProtoError> {
+    let bytes = Zeroizing::new(random::<32>()?);
+    let secret = SecretKey::from_bytes(*bytes);
+    let public = secret.public_key();
+    Ok((secret, public))
+}
+
+/// A 24-byte nonce: `prefix` then `tail` (they always add up to 24 bytes here).
+fn nonce(prefix: &[u8], tail: &[u8]) -> Nonce {
+    let mut n = [0u8; 24];
+    let split = prefix.len().min(24);
+    n[..split].copy_from_slice(&prefix[..split]);
+    let rest = tail.len().min(24 - split);
+    n[split..split + rest].copy_from_slice(&tail[..rest]);
+    Nonce::from(n)
+}
+
+fn seal(b: &SalsaBox, n: &Nonce, plaintext: &[u8]) -> Result<Vec<u8>, ProtoError> {
+    b.encrypt(n, plaintext)
+        .map_err(|_| ProtoError::Cryptographic)
+}
+
+fn open(b: &SalsaBox, n: &Nonce, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, ProtoError> {
+    b.decrypt(n, ciphertext)
+        .map(Zeroizing::new)
+        .map_err(|_| ProtoError::Cryptographic)
+}
+
+fn key32(bytes: &[u8]) -> Result<[u8; 32], ProtoError> {
+    bytes.try_into().map_err(|_| ProtoError::MalformedCommand)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Result<u64, ProtoError> {
+    let raw: [u8; 8] = bytes
+        .get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(ProtoError::MalformedCommand)?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+/// Splits a command frame body into name and the rest.
+fn split_name(body: &Bytes) -> Result<(Bytes, Bytes), ProtoError> {
+    let len = usize::from(*body.first().ok_or(ProtoError::MalformedCommand)?);
+    if len == 0 || body.len() < 1 + len {
+        return Err(ProtoError::MalformedCommand);
+    }
+    Ok((body.slice(1..1 + len), body.slice(1 + len..)))
+}
+
+fn command(name: &'static [u8], body: Vec<u8>) -> Command {
+    Command::Unknown {
+        name: Bytes::from_static(name),
+        body: Bytes::from(body),
+    }
+}
+
+/// A decrypted frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plaintext {
+    /// The frame's payload (a command's body, name included, when `command` is set).
+    pub data: Bytes,
+    /// The MORE flag (more frames of this message follow).
+    pub more: bool,
+    /// The COMMAND flag (ZMTP 3.1: SUBSCRIBE, CANCEL, PING, PONG travel boxed too).
+    pub command: bool,
+}
+
+/// Boxes and unboxes the frames of a connection after a successful CURVE handshake
+/// (RFC 26 MESSAGE command). Obtained from [`Handshake::take_cipher`](super::Handshake::take_cipher).
+///
+/// Each direction has its own nonce prefix and short-nonce counter: outgoing nonces continue
+/// after the handshake's and never repeat; an incoming nonce that is not larger than the
+/// previous one is refused ([`ProtoError::InvalidNonce`]). Not `Clone`, so that a nonce can
+/// never be used twice.
+pub struct FrameCipher {
+    shared: SalsaBox,
+    send_prefix: &'static [u8; 16],
+    recv_prefix: &'static [u8; 16],
+    next_send: u64,
+    last_recv: u64,
+}
+
+impl std::fmt::Debug for FrameCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameCipher")
+            .field("send_prefix", &String::from_utf8_lossy(self.send_prefix))
+            .field("next_send", &self.next_send)
+            .field("last_recv", &self.last_recv)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameCipher {
+    /// Boxes one frame into the body of a MESSAGE command: `"\x07MESSAGE"`, the 8-byte short
+    /// nonce and `Box[flags + frame]`, flags bit 0 = MORE, bit 1 = COMMAND. libzmq sends
+    /// this body as an ordinary single frame (flags 0, no MORE): use
+    /// [`Encoder::encode_frame`]`(&body, false)`.
+    ///
+    /// Fails only when the 2^64 - 1 nonces of this direction are used up.
+    pub fn encrypt(
+        &mut self,
+        frame: &[u8],
+        more: bool,
+        command: bool,
+    ) -> Result<Bytes, ProtoError> {
+        let short = self.next_send;
+        self.next_send = short.checked_add(1).ok_or(ProtoError::InvalidNonce)?;
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(1 + frame.len()));
+        plaintext.push(u8::from(more) | (u8::from(command) << 1));
+        plaintext.extend_from_slice(frame);
+        let boxed = seal(
+            &self.shared,
+            &nonce(self.send_prefix, &short.to_be_bytes()),
+            &plaintext,
+        )?;
+        let mut out = BytesMut::with_capacity(MESSAGE_HEADER.len() + 8 + boxed.len());
+        out.put_slice(MESSAGE_HEADER);
+        out.put_u64(short);
+        out.put_slice(&boxed);
+        Ok(out.freeze())
+    }
+
+    /// Unboxes the body of a MESSAGE command (starting with `"\x07MESSAGE"`), as received in
+    /// a message frame from libzmq.
+    pub fn decrypt(&mut self, body: &[u8]) -> Result<Plaintext, ProtoError> {
+        match body.strip_prefix(&MESSAGE_HEADER[..]) {
+            Some(rest) => self.decrypt_after_name(rest),
+            None => Err(ProtoError::UnexpectedCommand(
+                String::from_utf8_lossy(body.get(1..).unwrap_or_default()).into_owned(),
+            )),
+        }
+    }
+
+    /// Unboxes what follows the name of a MESSAGE command: short nonce and box.
+    pub fn decrypt_after_name(&mut self, rest: &[u8]) -> Result<Plaintext, ProtoError> {
+        if rest.len() < 8 + BOX_OVERHEAD + 1 {
+            return Err(ProtoError::MalformedCommand);
+        }
+        let short = u64_at(rest, 0)?;
+        if short <= self.last_recv {
+            return Err(ProtoError::InvalidNonce);
+        }
+        let plain = open(
+            &self.shared,
+            &nonce(self.recv_prefix, &short.to_be_bytes()),
+            rest.get(8..).unwrap_or_default(),
+        )?;
+        // Only an authentic box advances the window (a forged nonce cannot block it).
+        self.last_recv = short;
+        let (&flags, data) = plain.split_first().ok_or(ProtoError::MalformedCommand)?;
+        Ok(Plaintext {
+            data: Bytes::copy_from_slice(data),
+            more: flags & 0x01 != 0,
+            command: flags & 0x02 != 0,
+        })
+    }
+
+    /// Unboxes a decoded frame: a message frame holding a MESSAGE body (what libzmq sends)
+    /// or a MESSAGE command frame. Anything else is refused.
+    pub fn decrypt_frame(&mut self, frame: &Frame) -> Result<Plaintext, ProtoError> {
+        match frame {
+            Frame::Message { data, .. } => self.decrypt(data),
+            Frame::Command(Command::Unknown { name, body }) if name == MESSAGE => {
+                self.decrypt_after_name(body)
+            }
+            Frame::Command(cmd) => Err(ProtoError::UnexpectedCommand(cmd.name_lossy())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    ExpectWelcome,
+    ExpectReady,
+    Done,
+}
+
+/// CURVE client: HELLO, WELCOME, INITIATE (vouching for its transient key with its
+/// long-term key), READY.
+pub struct CurveClient {
+    server_key: PublicKey,
+    secret: SecretKey,
+    public: PublicKey,
+    cn_secret: Option<SecretKey>,
+    cn_public: PublicKey,
+    our_props: Metadata,
+    next_nonce: u64,
+    shared: Option<SalsaBox>,
+    pending: Option<Command>,
+    state: ClientState,
+    cipher: Option<FrameCipher>,
+}
+
+impl std::fmt::Debug for CurveClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurveClient")
+            .field("server_key", &self.server_key)
+            .field("public", &self.public)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CurveClient {
+    /// A client for the server whose long-term public key is `server_key`, using our
+    /// long-term `secret_key` and announcing `our_props` in INITIATE. HELLO is ready to send.
+    pub fn new(
+        server_key: [u8; 32],
+        secret_key: [u8; 32],
+        our_props: Metadata,
+    ) -> Result<Self, ProtoError> {
+        let secret = SecretKey::from_bytes(secret_key);
+        let public = secret.public_key();
+        let server_key = PublicKey::from_bytes(server_key);
+        let (cn_secret, cn_public) = transient_keys()?;
+        let mut c = CurveClient {
+            server_key,
+            secret,
+            public,
+            cn_secret: Some(cn_secret),
+            cn_public,
+            our_props,
+            next_nonce: 1,
+            shared: None,
+            pending: None,
+            state: ClientState::ExpectWelcome,
+            cipher: None,
+        };
+        c.pending = Some(c.hello()?);
+        Ok(c)
+    }
+
+    fn take_nonce(&mut self) -> Result<u64, ProtoError> {
+        let n = self.next_nonce;
+        self.next_nonce = n.checked_add(1).ok_or(ProtoError::InvalidNonce)?;
+        Ok(n)
+    }
+
+    fn hello(&mut self) -> Result<Command, ProtoError> {
+        let short = self.take_nonce()?;
+        let cn_secret = self.cn_secret.as_ref().ok_or(ProtoError::Cryptographic)?;
+        let signature = seal(
+            &SalsaBox::new(&self.server_key, cn_secret),
+            &nonce(HELLO_PREFIX, &short.to_be_bytes()),
+            &[0u8; 64],
+        )?;
+        let mut body = Vec::with_capacity(HELLO_LEN);
+        body.extend_from_slice(&[1, 0]);
+        body.extend_from_slice(&[0u8; 72]);
+        body.extend_from_slice(self.cn_public.as_bytes());
+        body.extend_from_slice(&short.to_be_bytes());
+        body.extend_from_slice(&signature);
+        Ok(command(HELLO, body))
+    }
+
+    fn on_welcome(&mut self, rest: &[u8]) -> Result<MechanismStatus, ProtoError> {
+        if rest.len() != WELCOME_LEN {
+            return Err(ProtoError::MalformedCommand);
+        }
+        let cn_secret = self.cn_secret.take().ok_or(ProtoError::Cryptographic)?;
+        let plain = open(
+            &SalsaBox::new(&self.server_key, &cn_secret),
+            &nonce(WELCOME_PREFIX, &rest[..16]),
+            &rest[16..],
+        )?;
+        let cn_server = PublicKey::from_bytes(key32(plain.get(..32).unwrap_or_default())?);
+        let cookie = plain.get(32..128).ok_or(ProtoError::Cryptographic)?;
+        let shared = SalsaBox::new(&cn_server, &cn_secret);
+
+        // vouch = Box[C' + S](C->S')
+        let vouch_nonce = random::<16>()?;
+        let mut vouch_plain = Vec::with_capacity(64);
+        vouch_plain.extend_from_slice(self.cn_public.as_bytes());
+        vouch_plain.extend_from_slice(self.server_key.as_bytes());
+        let vouch = seal(
+            &SalsaBox::new(&cn_server, &self.secret),
+            &nonce(VOUCH_PREFIX, &vouch_nonce),
+            &vouch_plain,
+        )?;
+        let mut inner = Zeroizing::new(Vec::with_capacity(128 + 64));
+        inner.extend_from_slice(self.public.as_bytes());
+        inner.extend_from_slice(&vouch_nonce);
+        inner.extend_from_slice(&vouch);
+        let mut md = BytesMut::new();
+        encode_metadata(&std::mem::take(&mut self.our_props), &mut md);
+        inner.extend_from_slice(&md);
+        let short = self.take_nonce()?;
+        let boxed = seal(
+            &shared,
+            &nonce(INITIATE_PREFIX, &short.to_be_bytes()),
+            &inner,
+        )?;
+        let mut body = Vec::with_capacity(COOKIE_LEN + 8 + boxed.len());
+        body.extend_from_slice(cookie);
+        body.extend_from_slice(&short.to_be_bytes());
+        body.extend_from_slice(&boxed);
+        self.pending = Some(command(INITIATE, body));
+        self.shared = Some(shared);
+        self.state = ClientState::ExpectReady;
+        Ok(MechanismStatus::InProgress)
+    }
+
+    fn on_ready(&mut self, rest: &[u8]) -> Result<MechanismStatus, ProtoError> {
+        if rest.len() < 8 + BOX_OVERHEAD {
+            return Err(ProtoError::MalformedCommand);
+        }
+        let short = u64_at(rest, 0)?;
+        if short == 0 {
+            return Err(ProtoError::InvalidNonce);
+        }
+        let shared = self.shared.take().ok_or(ProtoError::Cryptographic)?;
+        let plain = open(
+            &shared,
+            &nonce(READY_PREFIX, &short.to_be_bytes()),
+            &rest[8..],
+        )?;
+        let props = parse_metadata(&plain)?;
+        self.cipher = Some(FrameCipher {
+            shared,
+            send_prefix: MESSAGE_CLIENT_PREFIX,
+            recv_prefix: MESSAGE_SERVER_PREFIX,
+            next_send: self.next_nonce,
+            last_recv: short,
+        });
+        self.state = ClientState::Done;
+        Ok(MechanismStatus::Ready(props))
+    }
+
+    fn on_command(&mut self, name: &[u8], rest: Bytes) -> Result<MechanismStatus, ProtoError> {
+        match (self.state, name) {
+            (ClientState::ExpectWelcome, WELCOME) => self.on_welcome(&rest),
+            (ClientState::ExpectReady, READY) => self.on_ready(&rest),
+            (ClientState::ExpectWelcome | ClientState::ExpectReady, ERROR) => {
+                match Command::parse(error_body(&rest))? {
+                    Command::Error(reason) => Err(ProtoError::PeerError(reason)),
+                    other => Err(ProtoError::UnexpectedCommand(other.name_lossy())),
+                }
+            }
+            _ => Err(ProtoError::UnexpectedCommand(
+                String::from_utf8_lossy(name).into_owned(),
+            )),
+        }
+    }
+}
+
+/// Rebuilds an ERROR command body from what follows its name.
+fn error_body(rest: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(6 + rest.len());
+    b.put_u8(ERROR.len() as u8);
+    b.put_slice(ERROR);
+    b.put_slice(rest);
+    b.freeze()
+}
+
+/// Dispatch shared by both roles: `handle_command` for commands parsed by someone else.
+fn unparsed(cmd: Command) -> Result<(Bytes, Bytes), ProtoError> {
+    match cmd {
+        Command::Unknown { name, body } => Ok((name, body)),
+        Command::Error(reason) => Err(ProtoError::PeerError(reason)),
+        other => Err(ProtoError::UnexpectedCommand(other.name_lossy())),
+    }
+}
+
+impl Mechanism for CurveClient {
+    fn kind(&self) -> MechanismKind {
+        MechanismKind::Curve
+    }
+
+    fn poll_output(&mut self, enc: &mut Encoder) {
+        if let Some(cmd) = self.pending.take() {
+            enc.encode_command(&cmd);
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) -> Result<MechanismStatus, ProtoError> {
+        let (name, rest) = unparsed(cmd)?;
+        self.on_command(&name, rest)
+    }
+
+    fn handle_raw(&mut self, body: Bytes) -> Result<MechanismStatus, ProtoError> {
+        let (name, rest) = split_name(&body)?;
+        self.on_command(&name, rest)
+    }
+
+    fn output_done(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    fn take_cipher(&mut self) -> Option<FrameCipher> {
+        self.cipher.take()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    ExpectHello,
+    ExpectInitiate,
+    Authenticating,
+    Done,
+}
+
+/// CURVE server: checks HELLO, answers WELCOME with a cookie, checks INITIATE (cookie,
+/// vouch), asks the authenticator about the client's long-term key, then READY.
+pub struct CurveServer {
+    secret: SecretKey,
+    public: PublicKey,
+    cn_secret: Option<SecretKey>,
+    cn_public: PublicKey,
+    cn_client: Option<PublicKey>,
+    /// Cookie key, fresh for each WELCOME and forgotten once INITIATE is checked.
+    cookie_key: Option<Zeroizing<[u8; 32]>>,
+    our_props: Metadata,
+    request: ZapRequest,
+    next_nonce: u64,
+    peer_nonce: u64,
+    shared: Option<SalsaBox>,
+    peer_props: Option<Metadata>,
+    pending: Option<Command>,
+    state: ServerState,
+    cipher: Option<FrameCipher>,
+}
+
+impl std::fmt::Debug for CurveServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurveServer")
+            .field("public", &self.public)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CurveServer {
+    /// A server with long-term `secret_key`, announcing `our_props` in READY; `request`
+    /// carries the ZAP domain, address and identity for the authenticator.
+    pub fn new(
+        secret_key: [u8; 32],
+        our_props: Metadata,
+        request: ZapRequest,
+    ) -> Result<Self, ProtoError> {
+        let secret = SecretKey::from_bytes(secret_key);
+        let public = secret.public_key();
+        let (cn_secret, cn_public) = transient_keys()?;
+        Ok(CurveServer {
+            secret,
+            public,
+            cn_secret: Some(cn_secret),
+            cn_public,
+            cn_client: None,
+            cookie_key: None,
+            our_props,
+            request,
+            next_nonce: 1,
+            peer_nonce: 0,
+            shared: None,
+            peer_props: None,
+            pending: None,
+            state: ServerState::ExpectHello,
+            cipher: None,
+        })
+    }
+
+    fn on_hello(&mut self, rest: &[u8]) -> Result<MechanismStatus, ProtoError> {
+        if rest.len() != HELLO_LEN || rest[..2] != [1, 0] {
+            return Err(ProtoError::MalformedCommand);
+        }
+        let cn_client = PublicKey::from_bytes(key32(&rest[74..106])?);
+        let short = u64_at(rest, 106)?;
+        if short == 0 {
+            return Err(ProtoError::InvalidNonce);
+        }
+        let signature = open(
+            &SalsaBox::new(&cn_client, &self.secret),
+            &nonce(HELLO_PREFIX, &short.to_be_bytes()),
+            &rest[114..],
+        )?;
+        if signature.iter().any(|&b| b != 0) {
+            return Err(ProtoError::Cryptographic);
+        }
+        self.peer_nonce = short;
+        let cn_secret = self.cn_secret.as_ref().ok_or(ProtoError::Cryptographic)?;
+
+        // cookie = nonce + SecretBox[C' + s'](K)
+        let key = Zeroizing::new(random::<32>()?);
+        let cookie_nonce = random::<16>()?;
+        let mut cookie_plain = Zeroizing::new(Vec::with_capacity(64));
+        cookie_plain.extend_from_slice(cn_client.as_bytes());
+        cookie_plain.extend_from_slice(&cn_secret.to_bytes());
+        let cookie = XSalsa20Poly1305::new(&(*key).into())
+            .encrypt(
+                &nonce(COOKIE_PREFIX, &cookie_nonce),
+                cookie_plain.as_slice(),
+            )
+            .map_err(|_| ProtoError::Cryptographic)?;
+
+        // WELCOME = nonce + Box[S' + cookie](S->C')
+        let welcome_nonce = random::<16>()?;
+        let mut inner = Vec::with_capacity(128);
+        inner.extend_from_slice(self.cn_public.as_bytes());
+        inner.extend_from_slice(&cookie_nonce);
+        inner.extend_from_slice(&cookie);
+        let boxed = seal(
+            &SalsaBox::new(&cn_client, &self.secret),
+            &nonce(WELCOME_PREFIX, &welcome_nonce),
+            &inner,
+        )?;
+        let mut body = Vec::with_capacity(WELCOME_LEN);
+        body.extend_from_slice(&welcome_nonce);
+        body.extend_from_slice(&boxed);
+        self.pending = Some(command(WELCOME, body));
+        self.cookie_key = Some(key);
+        self.cn_client = Some(cn_client);
+        self.state = ServerState::ExpectInitiate;
+        Ok(MechanismStatus::InProgress)
+    }
+
+    fn on_initiate(&mut self, rest: &[u8]) -> Result<MechanismStatus, ProtoError> {
+        if rest.len() < INITIATE_MIN_LEN {
+            return Err(ProtoError::MalformedCommand);
+        }
+        let cn_client = self.cn_client.clone().ok_or(ProtoError::Cryptographic)?;
+        // The cookie key is single use: forget it whatever happens next.
+        let key = self.cookie_key.take().ok_or(ProtoError::Cryptographic)?;
+        let cn_secret = self.cn_secret.take().ok_or(ProtoError::Cryptographic)?;
+        let cookie = XSalsa20Poly1305::new(&(*key).into())
+            .decrypt(&nonce(COOKIE_PREFIX, &rest[..16]), &rest[16..COOKIE_LEN])
+            .map(Zeroizing::new)
+            .map_err(|_| ProtoError::Cryptographic)?;
+        let mut expected = Zeroizing::new(Vec::with_capacity(64));
+        expected.extend_from_slice(cn_client.as_bytes());
+        expected.extend_from_slice(&cn_secret.to_bytes());
+        if !bool::from(cookie.as_slice().ct_eq(expected.as_slice())) {
+            return Err(ProtoError::Cryptographic);
+        }
+        let short = u64_at(rest, COOKIE_LEN)?;
+        if short <= self.peer_nonce {
+            return Err(ProtoError::InvalidNonce);
+        }
+        let shared = SalsaBox::new(&cn_client, &cn_secret);
+        let inner = open(
+            &shared,
+            &nonce(INITIATE_PREFIX, &short.to_be_bytes()),
+            &rest[COOKIE_LEN + 8..],
+        )?;
+        let client_key = key32(inner.get(..32).ok_or(ProtoError::Cryptographic)?)?;
+        let vouch_nonce = inner.get(32..48).ok_or(ProtoError::Cryptographic)?;
+        let vouch = inner
+            .get(48..48 + VOUCH_LEN)
+            .ok_or(ProtoError::Cryptographic)?;
+        let vouched = open(
+            &SalsaBox::new(&PublicKey::from_bytes(client_key), &cn_secret),
+            &nonce(VOUCH_PREFIX, vouch_nonce),
+            vouch,
+        )?;
+        // The vouch must name this connection's C' and our S.
+        let mut expected = Vec::with_capacity(64);
+        expected.extend_from_slice(cn_client.as_bytes());
+        expected.extend_from_slice(self.public.as_bytes());
+        if !bool::from(vouched.as_slice().ct_eq(expected.as_slice())) {
+            return Err(ProtoError::Cryptographic);
+        }
+        let props = parse_metadata(inner.get(48 + VOUCH_LEN..).unwrap_or_default())?;
+        self.peer_nonce = short;
+        self.shared = Some(shared);
+        self.peer_props = Some(props);
+        self.state = ServerState::Authenticating;
+        let mut req = self.request.clone();
+        req.mechanism = MechanismKind::Curve;
+        req.credentials = vec![Bytes::copy_from_slice(&client_key)];
+        Ok(MechanismStatus::Authenticate(Box::new(req)))
+    }
+
+    fn on_command(&mut self, name: &[u8], rest: Bytes) -> Result<MechanismStatus, ProtoError> {
+        match (self.state, name) {
+            (ServerState::ExpectHello, HELLO) => self.on_hello(&rest),
+            (ServerState::ExpectInitiate, INITIATE) => self.on_initiate(&rest),
+            (ServerState::ExpectHello | ServerState::ExpectInitiate, ERROR) => {
+                match Command::parse(error_body(&rest))? {
+                    Command::Error(reason) => Err(ProtoError::PeerError(reason)),
+                    other => Err(ProtoError::UnexpectedCommand(other.name_lossy())),
+                }
+            }
+            _ => Err(ProtoError::UnexpectedCommand(
+                String::from_utf8_lossy(name).into_owned(),
+            )),
+        }
+    }
+}
+
+impl Mechanism for CurveServer {
+    fn kind(&self) -> MechanismKind {
+        MechanismKind::Curve
+    }
+
+    fn poll_output(&mut self, enc: &mut Encoder) {
+        if let Some(cmd) = self.pending.take() {
+            enc.encode_command(&cmd);
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) -> Result<MechanismStatus, ProtoError> {
+        let (name, rest) = unparsed(cmd)?;
+        self.on_command(&name, rest)
+    }
+
+    fn handle_raw(&mut self, body: Bytes) -> Result<MechanismStatus, ProtoError> {
+        let (name, rest) = split_name(&body)?;
+        self.on_command(&name, rest)
+    }
+
+    /// Without an authenticator every client is accepted (libzmq's behaviour without a ZAP
+    /// handler: encryption without authentication).
+    fn auth_result(&mut self, _reply: Option<&ZapReply>) -> Result<MechanismStatus, ProtoError> {
+        if self.state != ServerState::Authenticating {
+            return Err(ProtoError::UnexpectedCommand("ZAP reply".into()));
+        }
+        let shared = self.shared.take().ok_or(ProtoError::Cryptographic)?;
+        let short = self.next_nonce;
+        let mut md = Zeroizing::new(Vec::new());
+        let mut buf = BytesMut::new();
+        encode_metadata(&std::mem::take(&mut self.our_props), &mut buf);
+        md.extend_from_slice(&buf);
+        let boxed = seal(&shared, &nonce(READY_PREFIX, &short.to_be_bytes()), &md)?;
+        let mut body = Vec::with_capacity(8 + boxed.len());
+        body.extend_from_slice(&short.to_be_bytes());
+        body.extend_from_slice(&boxed);
+        self.pending = Some(command(READY, body));
+        self.cipher = Some(FrameCipher {
+            shared,
+            send_prefix: MESSAGE_SERVER_PREFIX,
+            recv_prefix: MESSAGE_CLIENT_PREFIX,
+            next_send: short.checked_add(1).ok_or(ProtoError::InvalidNonce)?,
+            last_recv: self.peer_nonce,
+        });
+        self.state = ServerState::Done;
+        Ok(MechanismStatus::Ready(
+            self.peer_props.take().unwrap_or_default(),
+        ))
+    }
+
+    fn output_done(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    fn take_cipher(&mut self) -> Option<FrameCipher> {
+        self.cipher.take()
+    }
+}
