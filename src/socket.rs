@@ -480,6 +480,12 @@ impl Socket {
         Ok(self.core().rcvmore)
     }
 
+    /// Reads or changes this socket's options (for option accessors defined elsewhere in
+    /// the crate).
+    pub(crate) fn with_opts<R>(&self, f: impl FnOnce(&mut Options) -> R) -> R {
+        f(&mut self.core().opts)
+    }
+
     // ----- polling ---------------------------------------------------------------------
 
     pub(crate) fn signal(&self) -> &crate::shared::Signal {
