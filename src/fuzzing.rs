@@ -3,9 +3,11 @@
 //! `cargo test`.
 //!
 //! Every function accepts any input. The protocol entry points must never panic: malformed
-//! input is an `Err` from `proto`, and a panic there is a bug in `proto`. [`trie_ops`] checks
-//! the subscription tries against a naive model and panics (assert) when they disagree, which
-//! is also a bug. Each function returns a small summary so the work cannot be optimised away.
+//! input is an `Err` from `proto` (or `rpub::wire`), and a panic there is a bug in that
+//! module. Decoded values are also re-encoded and decoded again, and must come back equal.
+//! [`trie_ops`] checks the subscription tries against a naive model and panics (assert) when
+//! they disagree, which is also a bug. Each function returns a small summary so the work
+//! cannot be optimised away.
 //!
 //! Not part of the public API.
 #![doc(hidden)]
@@ -16,7 +18,9 @@ use bytes::{Bytes, BytesMut};
 
 use crate::pattern::trie::{MultiTrie, Trie};
 use crate::proto::command::{encode_metadata, parse_metadata};
-use crate::proto::{Command, Decoder, Encoder, Frame, Handshake, HandshakeConfig, HandshakeStatus};
+use crate::proto::{
+    Command, Decoder, Encoder, Frame, Greeting, Handshake, HandshakeConfig, HandshakeStatus,
+};
 use crate::SocketType;
 
 /// The MAXMSGSIZE the fuzzed decoders run with: small, so oversized frames are common.
@@ -54,13 +58,13 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Splits `data` into chunks whose sizes come from a small schedule: the first byte gives the
-/// number of schedule entries (1 to 8), the following bytes give each chunk size (a zero
+/// Splits `data` into chunks whose sizes come from a small schedule: the low three bits of the
+/// first byte give the number of schedule entries (1 to 8), the following bytes give each chunk size (a zero
 /// entry means "everything left"). The rest is the payload, delivered in those chunk sizes
 /// cyclically. Returns `(payload, schedule)`.
 fn chunk_schedule(data: &[u8]) -> (&[u8], Vec<usize>) {
     let mut input = Input::new(data);
-    let entries = usize::from(input.byte() % 8) + 1;
+    let entries = usize::from(input.byte() & 0x07) + 1;
     let schedule = input
         .take(entries)
         .iter()
@@ -74,15 +78,22 @@ fn chunk_schedule(data: &[u8]) -> (&[u8], Vec<usize>) {
     (input.data, schedule)
 }
 
-/// Feeds `data` to a [`Decoder`] (MAXMSGSIZE [`FUZZ_MAX_MSG_SIZE`]) in chunks whose sizes are
-/// derived from the first bytes, decoding all whole frames after each chunk, until the
+/// Feeds `data` to a [`Decoder`] in chunks whose sizes are derived from the first bytes (see
+/// `chunk_schedule`; bit `0x80` of the first byte selects no MAXMSGSIZE instead of
+/// [`FUZZ_MAX_MSG_SIZE`]), decoding all whole frames after each chunk, until the
 /// decoder reports an error or the input is exhausted. Then encodes the decoded frames again
 /// and checks they decode to the same frames (the codec round trip).
 ///
 /// Returns the size of the re-encoded frames.
 pub fn decode_frames(data: &[u8]) -> u64 {
+    let unlimited = data.first().is_some_and(|b| b & 0x80 != 0);
+    let max = if unlimited {
+        None
+    } else {
+        Some(FUZZ_MAX_MSG_SIZE)
+    };
     let (payload, schedule) = chunk_schedule(data);
-    let mut decoder = Decoder::new(Some(FUZZ_MAX_MSG_SIZE));
+    let mut decoder = Decoder::new(max);
     let mut buf = BytesMut::new();
     let mut rest = payload;
     let mut frames = Vec::new();
@@ -101,13 +112,13 @@ pub fn decode_frames(data: &[u8]) -> u64 {
             }
         }
     }
-    check_reencoding(&frames)
+    check_reencoding(&frames, max)
 }
 
 /// Encodes `frames` again and checks that they decode to the same frames; returns the
 /// encoded size. (ERROR commands whose lossily decoded reason exceeds the 255 bytes the wire
 /// can carry are truncated on encoding, as documented, so they are skipped.)
-fn check_reencoding(frames: &[Frame]) -> u64 {
+fn check_reencoding(frames: &[Frame], max: Option<u64>) -> u64 {
     let frames: Vec<&Frame> = frames
         .iter()
         .filter(|f| !matches!(f, Frame::Command(Command::Error(r)) if r.len() > 255))
@@ -116,10 +127,9 @@ fn check_reencoding(frames: &[Frame]) -> u64 {
     for frame in &frames {
         match frame {
             Frame::Message { data, more } => {
-                assert!(
-                    data.len() as u64 <= FUZZ_MAX_MSG_SIZE,
-                    "MAXMSGSIZE exceeded"
-                );
+                if let Some(max) = max {
+                    assert!(data.len() as u64 <= max, "MAXMSGSIZE exceeded");
+                }
                 enc.encode_frame(data, *more);
             }
             Frame::Command(cmd) => enc.encode_command(cmd),
@@ -163,7 +173,13 @@ pub const HANDSHAKE_TYPES: [SocketType; 11] = [
 /// input goes through a [`Decoder`] as the engine would do; after a failure, output is polled
 /// once more (the ERROR command) and the run stops.
 ///
-/// Checks that a completed handshake reports a peer socket type compatible with ours.
+/// Checks that:
+/// - the outcome (in progress, done with the same peer info, or the same kind of error) does
+///   not depend on how the input was split: a second handshake is fed the whole input at once;
+/// - a completed handshake reports a peer socket type compatible with ours;
+/// - what we sent is our greeting, then at most our READY (announcing our socket type) and
+///   an ERROR, and the READY is there whenever the handshake completed.
+///
 /// Returns the number of output bytes produced plus the number of input bytes consumed.
 pub fn handshake(data: &[u8]) -> u64 {
     let Some((&setup, rest)) = data.split_first() else {
@@ -175,25 +191,25 @@ pub fn handshake(data: &[u8]) -> u64 {
     } else {
         Bytes::new()
     };
-    let mut hs = Handshake::new(HandshakeConfig {
+    let cfg = HandshakeConfig {
         socket_type,
         identity,
         as_server: setup & 0x80 != 0,
         max_msg_size: Some(FUZZ_MAX_MSG_SIZE),
-    });
+    };
+    let mut hs = Handshake::new(cfg.clone());
     let mut enc = Encoder::new();
-    let mut produced = 0u64;
+    let mut out = BytesMut::new();
     let mut flush = |hs: &mut Handshake, enc: &mut Encoder| {
         hs.poll_output(enc);
-        produced += enc.len() as u64;
-        let n = enc.len();
-        enc.advance(n);
+        enc.drain_into(&mut out);
     };
     flush(&mut hs, &mut enc);
 
     let (payload, schedule) = chunk_schedule(rest);
     let mut buf = BytesMut::new();
     let mut rest = payload;
+    let mut outcome = Ok(HandshakeStatus::InProgress);
     let mut traffic: Option<Decoder> = None;
     'feed: for &size in schedule.iter().cycle() {
         if rest.is_empty() {
@@ -203,23 +219,18 @@ pub fn handshake(data: &[u8]) -> u64 {
         rest = tail;
         buf.extend_from_slice(chunk);
         if traffic.is_none() {
-            match hs.handle_input(&mut buf) {
-                Ok(HandshakeStatus::InProgress) => {
-                    flush(&mut hs, &mut enc);
-                    continue;
-                }
+            outcome = hs.handle_input(&mut buf);
+            flush(&mut hs, &mut enc);
+            match &outcome {
+                Ok(HandshakeStatus::InProgress) => continue,
                 Ok(HandshakeStatus::Done(peer)) => {
                     assert!(
                         socket_type.is_compatible_with(peer.socket_type),
                         "handshake accepted an incompatible peer"
                     );
-                    flush(&mut hs, &mut enc);
                     traffic = Some(Decoder::new(Some(FUZZ_MAX_MSG_SIZE)));
                 }
-                Err(_) => {
-                    flush(&mut hs, &mut enc);
-                    break;
-                }
+                Err(_) => break,
             }
         }
         if let Some(decoder) = traffic.as_mut() {
@@ -232,7 +243,63 @@ pub fn handshake(data: &[u8]) -> u64 {
             }
         }
     }
-    produced + (payload.len() - rest.len()) as u64
+
+    // The same handshake fed everything at once must end the same way.
+    let mut whole = Handshake::new(cfg.clone());
+    let whole_outcome = whole.handle_input(&mut BytesMut::from(payload));
+    match (&outcome, &whole_outcome) {
+        (Err(a), Err(b)) => assert_eq!(
+            std::mem::discriminant(a),
+            std::mem::discriminant(b),
+            "handshake error depends on chunking: {a:?} vs {b:?}"
+        ),
+        (a, b) => assert_eq!(a, b, "handshake outcome depends on chunking"),
+    }
+
+    check_handshake_output(&cfg, &out, matches!(outcome, Ok(HandshakeStatus::Done(_))));
+    out.len() as u64 + (payload.len() - rest.len()) as u64
+}
+
+/// Checks what a handshake sent: our greeting, then at most our READY and an ERROR.
+fn check_handshake_output(cfg: &HandshakeConfig, out: &[u8], done: bool) {
+    let greeting = Greeting::null(cfg.as_server).encode();
+    assert_eq!(
+        out.get(..64),
+        Some(&greeting[..]),
+        "greeting not sent first"
+    );
+    let mut buf = BytesMut::from(&out[64..]);
+    let mut decoder = Decoder::new(None);
+    let mut ready_sent = false;
+    let mut error_sent = false;
+    while !buf.is_empty() {
+        let frame = decoder.decode(&mut buf);
+        match frame {
+            Ok(Some(Frame::Command(Command::Ready(md)))) => {
+                assert!(
+                    !ready_sent && !error_sent,
+                    "READY sent twice or after ERROR"
+                );
+                ready_sent = true;
+                let announced = md.get("Socket-Type").map(|v| &v[..]);
+                assert_eq!(announced, Some(cfg.socket_type.as_str().as_bytes()));
+                let with_identity = matches!(
+                    cfg.socket_type,
+                    SocketType::REQ | SocketType::DEALER | SocketType::ROUTER
+                );
+                assert_eq!(md.get("Identity"), with_identity.then_some(&cfg.identity));
+            }
+            Ok(Some(Frame::Command(Command::Error(_)))) => {
+                assert!(!error_sent, "ERROR sent twice");
+                error_sent = true;
+            }
+            other => panic!("handshake sent something unexpected: {other:?}"),
+        }
+    }
+    assert!(
+        !done || ready_sent,
+        "handshake done but our READY was never sent"
+    );
 }
 
 /// Parses `data` as the body of a command frame with [`Command::parse`], and checks that
@@ -268,6 +335,82 @@ pub fn parse_command(data: &[u8]) -> u64 {
         assert_eq!(again, cmd, "command does not survive a round trip");
     }
     out.len() as u64
+}
+
+/// Splits `data` into a multipart message: the low two bits of the first byte give the number
+/// of frames (1 to 4); every frame but the last is a length byte then that many bytes; the
+/// last frame is the rest.
+fn fuzz_frames(data: &[u8]) -> Vec<Bytes> {
+    let mut input = Input::new(data);
+    let count = usize::from(input.byte() & 0x03) + 1;
+    let mut frames = Vec::with_capacity(count);
+    for _ in 1..count {
+        let len = usize::from(input.byte());
+        frames.push(Bytes::copy_from_slice(input.take(len)));
+    }
+    frames.push(Bytes::copy_from_slice(input.data));
+    frames
+}
+
+/// Runs the RPUB/1 decoders of `rpub::wire` on arbitrary bytes: the data-channel, replay
+/// request and replay reply decoders on a multipart message cut from the input (see
+/// `fuzz_frames`), and the discovery and cursor decoders on each frame. Whatever decodes
+/// must encode again and decode back to the same value (decoders ignore trailing and
+/// reserved bytes, so the re-encoding is the normal form).
+///
+/// Returns the number of successful decodes.
+pub fn rpub_wire(data: &[u8]) -> u64 {
+    use crate::rpub::wire::{
+        decode_cursor, decode_data_channel, encode_cursor, DataChannelMessage, DiscoveryMessage,
+        ReplayReply, ReplayRequest,
+    };
+    let frames = fuzz_frames(data);
+    let mut decoded = 0u64;
+    if let Ok(msg) = decode_data_channel(&frames) {
+        decoded += 1;
+        let again = match &msg {
+            DataChannelMessage::Data(m) => m.encode(),
+            DataChannelMessage::Heartbeat(h) => h.encode().expect("decoded heartbeat encodes"),
+        };
+        assert_eq!(
+            decode_data_channel(&again),
+            Ok(msg),
+            "data channel round trip"
+        );
+    }
+    if let Ok(req) = ReplayRequest::decode(&frames) {
+        decoded += 1;
+        assert_eq!(
+            ReplayRequest::decode(&req.encode()),
+            Ok(req),
+            "REQUEST round trip"
+        );
+    }
+    if let Ok(reply) = ReplayReply::decode(&frames) {
+        decoded += 1;
+        assert_eq!(
+            ReplayReply::decode(&reply.encode()),
+            Ok(reply),
+            "reply round trip"
+        );
+    }
+    for frame in &frames {
+        if let Ok(msg) = DiscoveryMessage::decode(frame) {
+            decoded += 1;
+            let again = msg.encode().expect("decoded discovery message encodes");
+            assert_eq!(
+                DiscoveryMessage::decode(&again),
+                Ok(msg),
+                "discovery round trip"
+            );
+        }
+        if let Ok(entries) = decode_cursor(frame) {
+            decoded += 1;
+            let again = encode_cursor(&entries).expect("decoded cursor encodes");
+            assert_eq!(decode_cursor(&again), Ok(entries), "cursor round trip");
+        }
+    }
+    decoded
 }
 
 /// Subscription counts per pipe of one prefix, in the model.

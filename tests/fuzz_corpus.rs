@@ -9,7 +9,7 @@ use std::fs;
 use std::panic;
 use std::path::{Path, PathBuf};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ferromq::fuzzing;
 use ferromq::proto::{Decoder, Frame};
 
@@ -17,11 +17,12 @@ use ferromq::proto::{Decoder, Frame};
 type Entry = fn(&[u8]) -> u64;
 
 /// The fuzz targets and the entry point each one calls.
-const TARGETS: [(&str, Entry); 4] = [
+const TARGETS: [(&str, Entry); 5] = [
     ("decoder", fuzzing::decode_frames),
     ("handshake", fuzzing::handshake),
     ("command", fuzzing::parse_command),
     ("trie", fuzzing::trie_ops),
+    ("rpub", fuzzing::rpub_wire),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -128,7 +129,8 @@ fn command_bodies(stream: &[u8]) -> Vec<Vec<u8>> {
 ///   `fuzzing::HANDSHAKE_TYPES` with the whole input at once, and by DEALER (with an
 ///   identity) and PULL with the other schedules;
 /// - `command`: the body of every command frame found in any vector;
-/// - `trie`: a few hand-made operation sequences.
+/// - `trie`: a few hand-made operation sequences;
+/// - `rpub`: one valid RPUB/1 message of each kind the target decodes.
 #[test]
 #[ignore = "regenerates fuzz/corpus seeds; run by fuzz/seed.sh"]
 fn seed_corpus() {
@@ -210,4 +212,72 @@ fn seed_corpus() {
     for (name, seed) in trie_seeds {
         write("trie", name, seed);
     }
+    for (name, frames) in rpub_messages() {
+        write("rpub", name, &rpub_seed(&frames));
+    }
+}
+
+/// Lays out a multipart message the way `fuzzing::rpub_wire` reads it: frame count - 1, then
+/// each frame but the last behind a length byte, then the last frame.
+fn rpub_seed(frames: &[Bytes]) -> Vec<u8> {
+    let mut seed = vec![(frames.len() - 1) as u8];
+    for frame in &frames[..frames.len() - 1] {
+        seed.push(frame.len() as u8);
+        seed.extend_from_slice(frame);
+    }
+    seed.extend_from_slice(frames.last().unwrap());
+    seed
+}
+
+/// One valid message of each RPUB/1 kind the `rpub` target decodes.
+fn rpub_messages() -> Vec<(&'static str, Vec<Bytes>)> {
+    use ferromq::rpub::wire::*;
+    let publisher = Id128(*b"publisher-id-16b");
+    let stream = Bytes::from_static(b"prices");
+    let header = DataHeader {
+        flags: 0,
+        publisher,
+        epoch: 7,
+        seq: 42,
+        timestamp_ms: 1_763_800_000_000,
+    };
+    let data = DataMessage {
+        stream: stream.clone(),
+        header,
+        payload: vec![Bytes::from_static(b"tick")],
+    };
+    let heartbeat = Heartbeat {
+        publisher,
+        epoch: 7,
+        timestamp_ms: 1,
+        streams: vec![StreamMark {
+            stream: stream.clone(),
+            newest: 42,
+            oldest: 1,
+        }],
+    };
+    let request = ReplayRequest {
+        publisher,
+        epoch: 7,
+        stream: stream.clone(),
+        kind: RequestKind::Range { from: 3, to: 9 },
+    };
+    let renew = DiscoveryMessage::Renew {
+        id: publisher,
+        incarnation: 2,
+    };
+    let cursor = encode_cursor(&[CursorEntry {
+        publisher,
+        epoch: 7,
+        stream,
+        last_delivered: 41,
+    }])
+    .unwrap();
+    vec![
+        ("data", data.encode()),
+        ("heartbeat", heartbeat.encode().unwrap()),
+        ("request", request.encode()),
+        ("discovery-renew", vec![renew.encode().unwrap()]),
+        ("cursor", vec![cursor]),
+    ]
 }
