@@ -20,7 +20,7 @@ pub mod endpoint;
 mod transport;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,6 +53,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_HIGH: usize = 256 * 1024;
 /// Messages taken from a pipe per lock.
 const POP_BATCH: usize = 256;
+/// Messages decoded before handing them to the socket under one pipe lock.
+const DECODE_BATCH: usize = 256;
 /// Slices per `writev`.
 const MAX_IOV: usize = 64;
 
@@ -303,7 +305,8 @@ struct Conn {
     enc: Encoder,
     dec: Decoder,
     frames: Vec<Bytes>,
-    pending: Option<Msg>,
+    /// Decoded messages not yet in the inbound pipe (handed over in batches).
+    pending: VecDeque<Msg>,
     paused: bool,
     peer: String,
     /// The peer speaks ZMTP 3.1 (commands for subscriptions, PING/PONG).
@@ -907,7 +910,7 @@ impl Engine {
             enc: Encoder::new(),
             dec: Decoder::new(opts.max_msg_size()),
             frames: Vec::new(),
-            pending: None,
+            pending: VecDeque::new(),
             paused: false,
             peer,
             zmtp31: true,
@@ -1144,59 +1147,71 @@ impl Engine {
         let discard = discards_input(sess.sock.socket_type);
         let inp = sess.pipes.as_ref().map(|(_, inp)| inp.clone());
         loop {
-            if let Some(m) = c.pending.take() {
-                let Some(inp) = &inp else {
-                    continue;
+            let mut exhausted = false;
+            while c.pending.len() < DECODE_BATCH {
+                let Some(frame) = c.dec.decode(&mut c.rbuf).map_err(Close::Proto)? else {
+                    exhausted = true;
+                    break;
                 };
-                if let Err(m) = inp.push(m) {
-                    c.pending = Some(m);
+                match frame {
+                    Frame::Message { data, more } => {
+                        if more {
+                            c.frames.push(data);
+                            continue;
+                        }
+                        let msg = if c.frames.is_empty() {
+                            Msg::One(data)
+                        } else {
+                            c.frames.push(data);
+                            Msg::Many(std::mem::take(&mut c.frames))
+                        };
+                        if !discard {
+                            c.pending.push_back(msg);
+                        }
+                    }
+                    Frame::Command(cmd) => match cmd {
+                        Command::Ping {
+                            context,
+                            ttl_deciseconds,
+                        } => {
+                            c.enc.encode_command(&Command::Pong { context });
+                            if ttl_deciseconds > 0 {
+                                let ttl = Duration::from_millis(u64::from(ttl_deciseconds) * 100);
+                                let (serial, at) = (c.serial, c.last_rx);
+                                self.timers
+                                    .push(Reverse((at + ttl, Timer::PeerTtl(tok, serial, ttl))));
+                            }
+                        }
+                        Command::Error(reason) => return Err(Close::PeerError(reason)),
+                        Command::Subscribe(ref topic) | Command::Cancel(ref topic) => {
+                            // Subscriptions reach PUB/XPUB patterns in the message form,
+                            // with the same backpressure as data (never dropped, never
+                            // unbounded).
+                            let flag = u8::from(matches!(cmd, Command::Subscribe(_)));
+                            let mut m = BytesMut::with_capacity(topic.len() + 1);
+                            m.extend_from_slice(&[flag]);
+                            m.extend_from_slice(topic);
+                            c.pending.push_back(Msg::One(m.freeze()));
+                        }
+                        _ => {}
+                    },
+                }
+            }
+            if !c.pending.is_empty() {
+                match &inp {
+                    Some(inp) => {
+                        inp.push_many(&mut c.pending);
+                    }
+                    None => c.pending.clear(),
+                }
+                if !c.pending.is_empty() {
+                    // The socket is behind: stop reading until the pipe drains.
                     c.paused = true;
                     return Ok(());
                 }
             }
-            let frame = c.dec.decode(&mut c.rbuf).map_err(Close::Proto)?;
-            match frame {
-                None => return Ok(()),
-                Some(Frame::Message { data, more }) => {
-                    if more {
-                        c.frames.push(data);
-                        continue;
-                    }
-                    let msg = if c.frames.is_empty() {
-                        Msg::One(data)
-                    } else {
-                        c.frames.push(data);
-                        Msg::Many(std::mem::take(&mut c.frames))
-                    };
-                    if !discard {
-                        c.pending = Some(msg);
-                    }
-                }
-                Some(Frame::Command(cmd)) => match cmd {
-                    Command::Ping {
-                        context,
-                        ttl_deciseconds,
-                    } => {
-                        c.enc.encode_command(&Command::Pong { context });
-                        if ttl_deciseconds > 0 {
-                            let ttl = Duration::from_millis(u64::from(ttl_deciseconds) * 100);
-                            let (serial, at) = (c.serial, c.last_rx);
-                            self.timers
-                                .push(Reverse((at + ttl, Timer::PeerTtl(tok, serial, ttl))));
-                        }
-                    }
-                    Command::Error(reason) => return Err(Close::PeerError(reason)),
-                    Command::Subscribe(ref topic) | Command::Cancel(ref topic) => {
-                        // Subscriptions reach PUB/XPUB patterns in the message form, with
-                        // the same backpressure as data (never dropped, never unbounded).
-                        let flag = u8::from(matches!(cmd, Command::Subscribe(_)));
-                        let mut m = BytesMut::with_capacity(topic.len() + 1);
-                        m.extend_from_slice(&[flag]);
-                        m.extend_from_slice(topic);
-                        c.pending = Some(Msg::One(m.freeze()));
-                    }
-                    _ => {}
-                },
+            if exhausted {
+                return Ok(());
             }
         }
     }

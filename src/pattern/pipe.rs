@@ -184,6 +184,35 @@ impl Pipe {
         Ok(())
     }
 
+    /// Moves messages from the front of `msgs` into the pipe under one lock, until it is
+    /// full (the writer is then notified when there is room); returns how many moved. A
+    /// closed pipe takes nothing and the messages are dropped.
+    pub fn push_many(&self, msgs: &mut VecDeque<Msg>) -> usize {
+        let (n, wake) = {
+            let mut st = self.lock();
+            if st.closed {
+                msgs.clear();
+                return 0;
+            }
+            let mut n = 0;
+            while !msgs.is_empty() {
+                if self.full(&st) {
+                    self.mark_writer_waiting(&mut st);
+                    break;
+                }
+                if let Some(m) = msgs.pop_front() {
+                    st.queue.push_back(m);
+                    n += 1;
+                }
+            }
+            (n, n > 0 && std::mem::take(&mut st.reader_waiting))
+        };
+        if wake {
+            self.reader.notify();
+        }
+        n
+    }
+
     /// Appends `msg` even above the HWM (see the module docs). Dropped if the pipe is closed.
     pub fn force_push(&self, msg: Msg) {
         let wake = {
@@ -385,6 +414,20 @@ mod tests {
         p.force_push(msg(10));
         assert_eq!(p.len(), 4);
         assert_eq!(p.pop(), Some(msg(0)));
+    }
+
+    #[test]
+    fn push_many_fills_to_the_hwm_and_keeps_the_rest() {
+        let (p, r, _) = pipe(3);
+        let mut q: VecDeque<Msg> = (0..5).map(msg).collect();
+        assert_eq!(p.push_many(&mut q), 3);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.front(), Some(&msg(3)));
+        assert_eq!(r.get(), 1, "one wake for the batch");
+        assert_eq!(p.pop(), Some(msg(0)));
+        p.close();
+        assert_eq!(p.push_many(&mut q), 0);
+        assert!(q.is_empty());
     }
 
     #[test]
