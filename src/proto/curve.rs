@@ -733,3 +733,508 @@ impl Mechanism for CurveServer {
         self.cipher.take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::proto::greeting::Greeting;
+    use crate::proto::plain::test_util::{output, run_pair};
+    use crate::proto::{
+        Authenticator, Decoder, Handshake, HandshakeConfig, HandshakeStatus, MechanismConfig,
+        PeerInfo, SecurityConfig, XorShift,
+    };
+    use crate::{CurveKeyPair, SocketType};
+
+    fn cfg(socket_type: SocketType) -> HandshakeConfig {
+        HandshakeConfig {
+            socket_type,
+            identity: Bytes::new(),
+            as_server: false,
+            max_msg_size: None,
+        }
+    }
+
+    struct Keys {
+        server: CurveKeyPair,
+        client: CurveKeyPair,
+    }
+
+    fn keys() -> Keys {
+        Keys {
+            server: CurveKeyPair::new().unwrap(),
+            client: CurveKeyPair::new().unwrap(),
+        }
+    }
+
+    fn client(server_key: [u8; 32], k: &CurveKeyPair) -> Handshake {
+        Handshake::new(cfg(SocketType::DEALER)).with_security(SecurityConfig {
+            mechanism: MechanismConfig::CurveClient {
+                server_key,
+                secret_key: k.secret_key,
+            },
+            ..SecurityConfig::default()
+        })
+    }
+
+    fn server(k: &CurveKeyPair, auth: Option<Arc<dyn Authenticator>>) -> Handshake {
+        Handshake::new(cfg(SocketType::ROUTER)).with_security(SecurityConfig {
+            mechanism: MechanismConfig::CurveServer {
+                secret_key: k.secret_key,
+            },
+            authenticator: auth,
+            zap_domain: "test".into(),
+            peer_address: "127.0.0.1".into(),
+        })
+    }
+
+    /// Accepts exactly `allowed`, recording every request.
+    fn allow(allowed: [u8; 32], seen: Arc<Mutex<Vec<ZapRequest>>>) -> Arc<dyn Authenticator> {
+        Arc::new(move |req: &ZapRequest| {
+            seen.lock().unwrap().push(req.clone());
+            if req.credentials.len() == 1 && req.credentials[0] == allowed[..] {
+                ZapReply::ok("client-1")
+            } else {
+                ZapReply::denied("unknown key")
+            }
+        })
+    }
+
+    /// A completed CURVE handshake: (client, server, client peer info, server peer info).
+    fn connected() -> (Handshake, Handshake, PeerInfo, PeerInfo) {
+        let k = keys();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = server(&k.server, Some(allow(k.client.public_key, seen.clone())));
+        let (rc, rs) = run_pair(&mut c, &mut s);
+        let (pc, ps) = (rc.unwrap(), rs.unwrap());
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].mechanism, MechanismKind::Curve);
+        assert_eq!(seen[0].domain, "test");
+        assert_eq!(seen[0].address, "127.0.0.1");
+        (c, s, pc, ps)
+    }
+
+    #[test]
+    fn curve_ok_with_round_trips_both_ways() {
+        let (mut c, mut s, pc, ps) = connected();
+        assert_eq!(pc.socket_type, SocketType::ROUTER);
+        assert_eq!(ps.socket_type, SocketType::DEALER);
+        assert_eq!(ps.user_id, "client-1");
+        assert_eq!(ps.mechanism, MechanismKind::Curve);
+        let mut cc = c.take_cipher().unwrap();
+        let mut sc = s.take_cipher().unwrap();
+        assert!(c.take_cipher().is_none(), "taken once");
+        let big = vec![0xA5u8; 100_000];
+        for (data, more, command) in [
+            (&b"hello"[..], true, false),
+            (b"", false, false),
+            (b"\x04PING\x00\x0a", false, true),
+            (&big[..], false, false),
+        ] {
+            let body = cc.encrypt(data, more, command).unwrap();
+            assert_eq!(body.len(), 8 + 8 + BOX_OVERHEAD + 1 + data.len());
+            assert_eq!(&body[..8], MESSAGE_HEADER);
+            let p = sc.decrypt(&body).unwrap();
+            assert_eq!((&p.data[..], p.more, p.command), (data, more, command));
+            let body = sc.encrypt(data, more, command).unwrap();
+            let p = cc.decrypt(&body).unwrap();
+            assert_eq!((&p.data[..], p.more, p.command), (data, more, command));
+        }
+        // Through the codec: libzmq sends the body as a plain frame; a MESSAGE command frame
+        // is accepted too.
+        let mut enc = Encoder::new();
+        enc.encode_frame(&cc.encrypt(b"one", false, false).unwrap(), false);
+        let body = cc.encrypt(b"two", false, false).unwrap();
+        enc.encode_command(&Command::Unknown {
+            name: Bytes::from_static(MESSAGE),
+            body: body.slice(8..),
+        });
+        let mut wire = BytesMut::new();
+        enc.drain_into(&mut wire);
+        let mut dec = Decoder::new(None);
+        let f1 = dec.decode(&mut wire).unwrap().unwrap();
+        let f2 = dec.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(sc.decrypt_frame(&f1).unwrap().data, "one");
+        assert_eq!(sc.decrypt_frame(&f2).unwrap().data, "two");
+        assert!(sc
+            .decrypt_frame(&Frame::Command(Command::Ping {
+                ttl_deciseconds: 0,
+                context: Bytes::new()
+            }))
+            .is_err());
+    }
+
+    #[test]
+    fn nonces_follow_libzmq() {
+        // Client: HELLO 1, INITIATE 2, messages from 3. Server: READY 1, messages from 2.
+        let (mut c, mut s, _, _) = connected();
+        let mut cc = c.take_cipher().unwrap();
+        let mut sc = s.take_cipher().unwrap();
+        assert_eq!(u64_at(&cc.encrypt(b"", false, false).unwrap(), 8), Ok(3));
+        assert_eq!(u64_at(&cc.encrypt(b"", false, false).unwrap(), 8), Ok(4));
+        assert_eq!(u64_at(&sc.encrypt(b"", false, false).unwrap(), 8), Ok(2));
+        // Nonce exhaustion is an error, never a wrap-around.
+        cc.next_send = u64::MAX;
+        assert_eq!(cc.encrypt(b"", false, false), Err(ProtoError::InvalidNonce));
+    }
+
+    #[test]
+    fn data_right_after_ready_is_left_in_the_buffer() {
+        let k = keys();
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = server(&k.server, None);
+        let mut to_s = output(&mut c); // greeting
+        let mut to_c = output(&mut s); // greeting
+        c.handle_input(&mut to_c).unwrap();
+        to_s.extend_from_slice(&output(&mut c)); // HELLO
+        s.handle_input(&mut to_s).unwrap();
+        to_c.extend_from_slice(&output(&mut s)); // WELCOME
+        c.handle_input(&mut to_c).unwrap();
+        to_s.extend_from_slice(&output(&mut c)); // INITIATE
+        let ps = s.handle_input(&mut to_s).unwrap();
+        assert!(matches!(ps, HandshakeStatus::Done(ref p) if p.user_id.is_empty()));
+        to_c.extend_from_slice(&output(&mut s)); // READY
+        let mut sc = s.take_cipher().unwrap();
+        let mut enc = Encoder::new();
+        enc.encode_frame(&sc.encrypt(b"first", false, false).unwrap(), false);
+        enc.drain_into(&mut to_c);
+        assert!(matches!(
+            c.handle_input(&mut to_c),
+            Ok(HandshakeStatus::Done(_))
+        ));
+        let mut cc = c.take_cipher().unwrap();
+        let f = Decoder::new(None).decode(&mut to_c).unwrap().unwrap();
+        assert_eq!(cc.decrypt_frame(&f).unwrap().data, "first");
+    }
+
+    #[test]
+    fn wire_layout_matches_rfc() {
+        let k = keys();
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = server(&k.server, None);
+        let out = output(&mut c);
+        let mut g = [0u8; 64];
+        g.copy_from_slice(&out[..64]);
+        let g = Greeting::parse(&g).unwrap();
+        assert_eq!(g.mechanism_name(), b"CURVE");
+        assert!(!g.as_server);
+        assert_eq!(out.len(), 64, "HELLO waits for the server's greeting");
+        let sout = output(&mut s);
+        let mut h = [0u8; 64];
+        h.copy_from_slice(&sout[..64]);
+        assert!(Greeting::parse(&h).unwrap().as_server);
+        let mut to_c = BytesMut::from(&sout[..]);
+        c.handle_input(&mut to_c).unwrap();
+        let hello = output(&mut c);
+        // HELLO: command frame of 200 bytes (RFC 26: 1 + 5 + 2 + 72 + 32 + 8 + 80).
+        assert_eq!(&hello[..2], &[0x04, 200]);
+        assert_eq!(&hello[2..10], b"\x05HELLO\x01\x00");
+        assert!(hello[10..82].iter().all(|&b| b == 0));
+        assert_eq!(u64_at(&hello, 114), Ok(1));
+        let mut to_s = BytesMut::from(&out[..]);
+        to_s.extend_from_slice(&hello);
+        s.handle_input(&mut to_s).unwrap();
+        let welcome = output(&mut s);
+        assert_eq!(&welcome[..2], &[0x04, 168]);
+        assert_eq!(&welcome[2..10], b"\x07WELCOME");
+        to_c.extend_from_slice(&welcome);
+        c.handle_input(&mut to_c).unwrap();
+        let initiate = output(&mut c);
+        // INITIATE: long frame; 9 + 96 + 8 + 16 + 128 + metadata.
+        let md_len = 1 + 11 + 4 + 6 + 1 + 8 + 4; // Socket-Type DEALER, Identity empty
+        assert_eq!(initiate[0], 0x06);
+        assert_eq!(u64_at(&initiate, 1), Ok((257 + md_len) as u64));
+        assert_eq!(&initiate[9..18], b"\x08INITIATE");
+        assert_eq!(u64_at(&initiate, 9 + 9 + 96), Ok(2));
+        to_s.extend_from_slice(&initiate);
+        assert!(matches!(
+            s.handle_input(&mut to_s),
+            Ok(HandshakeStatus::Done(_))
+        ));
+        let ready = output(&mut s);
+        assert_eq!(&ready[2..8], b"\x05READY");
+        assert_eq!(u64_at(&ready, 8), Ok(1));
+        let md_len = 1 + 11 + 4 + 6 + 1 + 8 + 4;
+        assert_eq!(usize::from(ready[1]), 6 + 8 + BOX_OVERHEAD + md_len);
+    }
+
+    #[test]
+    fn wrong_server_key_fails() {
+        let k = keys();
+        let other = CurveKeyPair::new().unwrap();
+        let mut c = client(other.public_key, &k.client);
+        let mut s = server(&k.server, None);
+        let (rc, rs) = run_pair(&mut c, &mut s);
+        // The server cannot open the HELLO signature box.
+        assert_eq!(rs, Err(ProtoError::Cryptographic));
+        assert!(rc.is_err());
+    }
+
+    #[test]
+    fn refused_client_key_gets_error() {
+        let k = keys();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stranger = CurveKeyPair::new().unwrap();
+        let mut c = client(k.server.public_key, &stranger);
+        let mut s = server(&k.server, Some(allow(k.client.public_key, seen.clone())));
+        let (rc, rs) = run_pair(&mut c, &mut s);
+        assert!(matches!(rs, Err(ProtoError::AuthenticationFailed(_))));
+        assert_eq!(rc, Err(ProtoError::PeerError("400".into())));
+        // The authenticator saw the stranger's long-term key.
+        assert_eq!(
+            seen.lock().unwrap()[0].credentials,
+            vec![Bytes::copy_from_slice(&stranger.public_key)]
+        );
+        assert!(s.take_cipher().is_none());
+    }
+
+    #[test]
+    fn no_authenticator_is_stonehouse() {
+        let k = keys();
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = server(&k.server, None);
+        let (rc, rs) = run_pair(&mut c, &mut s);
+        assert!(rc.is_ok());
+        assert!(rs.unwrap().user_id.is_empty());
+    }
+
+    #[test]
+    fn tampered_replayed_and_reordered_messages_fail() {
+        let (mut c, mut s, _, _) = connected();
+        let mut cc = c.take_cipher().unwrap();
+        let mut sc = s.take_cipher().unwrap();
+        // Tampered: any flipped bit in the nonce or box.
+        let body = cc.encrypt(b"payload", false, false).unwrap();
+        for i in 8..body.len() {
+            let mut t = body.to_vec();
+            t[i] ^= 0x01;
+            let r = sc.decrypt(&t);
+            assert!(
+                matches!(r, Err(ProtoError::Cryptographic | ProtoError::InvalidNonce)),
+                "byte {i}: {r:?}"
+            );
+        }
+        // Truncated.
+        assert_eq!(
+            sc.decrypt(&body[..8 + 8 + 16]),
+            Err(ProtoError::MalformedCommand)
+        );
+        assert!(sc.decrypt(b"\x07MESSAG").is_err());
+        // The genuine one still opens after the failed attempts.
+        assert_eq!(sc.decrypt(&body).unwrap().data, "payload");
+        // Replayed.
+        assert_eq!(sc.decrypt(&body), Err(ProtoError::InvalidNonce));
+        // Reordered.
+        let m1 = cc.encrypt(b"1", false, false).unwrap();
+        let m2 = cc.encrypt(b"2", false, false).unwrap();
+        assert_eq!(sc.decrypt(&m2).unwrap().data, "2");
+        assert_eq!(sc.decrypt(&m1), Err(ProtoError::InvalidNonce));
+        // A message boxed for the other direction (reflected back) does not open.
+        let reflected = sc.encrypt(b"x", false, false).unwrap();
+        let mut reflected = reflected.to_vec();
+        reflected[8..16].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(sc.decrypt(&reflected), Err(ProtoError::Cryptographic));
+        // Messages from another connection do not open either.
+        let (mut c2, _, _, _) = connected();
+        let mut other = c2.take_cipher().unwrap();
+        let mut foreign = other.encrypt(b"x", false, false).unwrap().to_vec();
+        foreign[8..16].copy_from_slice(&1000u64.to_be_bytes());
+        assert_eq!(sc.decrypt(&foreign), Err(ProtoError::Cryptographic));
+    }
+
+    /// Runs the handshake, letting `mutate` change the client's bytes of the given step
+    /// (0 = greeting + HELLO, 1 = INITIATE) before the server sees them; returns the server's
+    /// result.
+    fn server_result_with(
+        step: usize,
+        mutate: impl Fn(&mut Vec<u8>),
+    ) -> Result<PeerInfo, ProtoError> {
+        let k = keys();
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = server(&k.server, None);
+        let mut to_c = BytesMut::from(&output(&mut s)[..]);
+        c.handle_input(&mut to_c).unwrap();
+        let mut first = output(&mut c).to_vec();
+        if step == 0 {
+            mutate(&mut first);
+        }
+        let mut to_s = BytesMut::from(&first[..]);
+        s.handle_input(&mut to_s)?;
+        to_c.extend_from_slice(&output(&mut s));
+        c.handle_input(&mut to_c).unwrap();
+        let mut initiate = output(&mut c).to_vec();
+        if step == 1 {
+            mutate(&mut initiate);
+        }
+        to_s.extend_from_slice(&initiate);
+        match s.handle_input(&mut to_s)? {
+            HandshakeStatus::Done(p) => Ok(p),
+            HandshakeStatus::InProgress => Err(ProtoError::UnexpectedMessage),
+        }
+    }
+
+    #[test]
+    fn tampered_handshake_commands_fail() {
+        assert!(server_result_with(1, |_| {}).is_ok());
+        // HELLO: version, C', nonce, signature box.
+        assert_eq!(
+            server_result_with(0, |h| h[64 + 8] = 2),
+            Err(ProtoError::MalformedCommand)
+        );
+        for at in [64 + 2 + 6 + 2 + 72, 64 + 2 + 6 + 2 + 72 + 32 + 7, 64 + 150] {
+            assert_eq!(
+                server_result_with(0, |h| h[at] ^= 0x10),
+                Err(ProtoError::Cryptographic),
+                "HELLO byte {at}"
+            );
+        }
+        // INITIATE: 9-byte long header, "\x08INITIATE", cookie nonce, cookie, nonce, box.
+        for (at, err) in [
+            (9 + 9 + 3, ProtoError::Cryptographic),        // cookie nonce
+            (9 + 9 + 16 + 40, ProtoError::Cryptographic),  // cookie box
+            (9 + 9 + 96 + 7, ProtoError::Cryptographic),   // short nonce (box no longer opens)
+            (9 + 9 + 104 + 20, ProtoError::Cryptographic), // C inside the box
+        ] {
+            assert_eq!(
+                server_result_with(1, |i| i[at] ^= 0x01),
+                Err(err),
+                "INITIATE byte {at}"
+            );
+        }
+        // INITIATE replaying HELLO's nonce (1): refused before opening the box.
+        assert_eq!(
+            server_result_with(1, |i| i[9 + 9 + 96 + 7] = 1),
+            Err(ProtoError::InvalidNonce)
+        );
+        // Truncated INITIATE (length fixed up so the frame is well-formed).
+        assert_eq!(
+            server_result_with(1, |i| {
+                i.truncate(9 + 9 + 200);
+                i[1..9].copy_from_slice(&209u64.to_be_bytes());
+            }),
+            Err(ProtoError::MalformedCommand)
+        );
+    }
+
+    #[test]
+    fn cookie_is_bound_to_its_connection() {
+        // An INITIATE carrying the cookie of another connection is refused.
+        let k = keys();
+        let mk = || {
+            let mut c = client(k.server.public_key, &k.client);
+            let mut s = server(&k.server, None);
+            let mut to_c = BytesMut::from(&output(&mut s)[..]);
+            c.handle_input(&mut to_c).unwrap();
+            let mut to_s = BytesMut::from(&output(&mut c)[..]);
+            s.handle_input(&mut to_s).unwrap();
+            to_c.extend_from_slice(&output(&mut s));
+            c.handle_input(&mut to_c).unwrap();
+            let initiate = output(&mut c).to_vec();
+            (s, to_s, initiate)
+        };
+        let (mut s1, mut to_s1, i1) = mk();
+        let (_, _, i2) = mk();
+        let mut spliced = i1.clone();
+        spliced[18..18 + 96].copy_from_slice(&i2[18..18 + 96]);
+        to_s1.extend_from_slice(&spliced);
+        assert_eq!(s1.handle_input(&mut to_s1), Err(ProtoError::Cryptographic));
+    }
+
+    #[test]
+    fn state_machine_rejects_out_of_order_commands() {
+        let k = keys();
+        let req = ZapRequest {
+            domain: String::new(),
+            address: String::new(),
+            identity: Bytes::new(),
+            mechanism: MechanismKind::Curve,
+            credentials: Vec::new(),
+        };
+        let mut s = CurveServer::new(k.server.secret_key, Metadata::new(), req).unwrap();
+        assert!(s.output_done());
+        for name in ["INITIATE", "READY", "MESSAGE", "WELCOME"] {
+            let mut body = vec![name.len() as u8];
+            body.extend_from_slice(name.as_bytes());
+            body.extend_from_slice(&[0u8; 300]);
+            assert!(s.handle_raw(Bytes::from(body)).is_err(), "{name}");
+        }
+        assert!(s.auth_result(None).is_err(), "no ZAP reply before INITIATE");
+        assert_eq!(
+            s.handle_raw(Bytes::from_static(b"\x05ERROR\x03400")),
+            Err(ProtoError::PeerError("400".into()))
+        );
+        assert_eq!(
+            s.handle_raw(Bytes::from_static(b"\x05HEL")),
+            Err(ProtoError::MalformedCommand)
+        );
+        assert_eq!(
+            s.handle_command(Command::Ready(Metadata::new())),
+            Err(ProtoError::UnexpectedCommand("READY".into()))
+        );
+        let mut c =
+            CurveClient::new(k.server.public_key, k.client.secret_key, Metadata::new()).unwrap();
+        assert!(!c.output_done());
+        let mut enc = Encoder::new();
+        c.poll_output(&mut enc);
+        assert!(c.output_done());
+        assert_eq!(
+            c.handle_raw(Bytes::from_static(b"\x07WELCOME")),
+            Err(ProtoError::MalformedCommand)
+        );
+        let mut c =
+            CurveClient::new(k.server.public_key, k.client.secret_key, Metadata::new()).unwrap();
+        let mut ready = b"\x05READY".to_vec();
+        ready.extend_from_slice(&[1u8; 40]);
+        assert!(
+            c.handle_raw(Bytes::from(ready)).is_err(),
+            "READY before WELCOME"
+        );
+        assert_eq!(
+            c.handle_command(Command::Error("500".into())),
+            Err(ProtoError::PeerError("500".into()))
+        );
+    }
+
+    #[test]
+    fn mutated_handshakes_never_panic() {
+        // Record a client transcript, then feed mutated copies to fresh servers in random
+        // chunks (and the server's to fresh clients): errors are fine, panics are not.
+        let k = keys();
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = server(&k.server, None);
+        let mut to_c = BytesMut::from(&output(&mut s)[..]);
+        c.handle_input(&mut to_c).unwrap();
+        let mut c_out = output(&mut c).to_vec();
+        let mut to_s = BytesMut::from(&c_out[..]);
+        s.handle_input(&mut to_s).unwrap();
+        let s_out_welcome = output(&mut s).to_vec();
+        to_c.extend_from_slice(&s_out_welcome);
+        c.handle_input(&mut to_c).unwrap();
+        c_out.extend_from_slice(&output(&mut c));
+        let mut rng = XorShift(0xC0FFEE);
+        for round in 0..100 {
+            let mut data = c_out.clone();
+            for _ in 0..1 + rng.next() % 3 {
+                let i = (rng.next() as usize) % data.len();
+                match rng.next() % 3 {
+                    0 => data[i] = rng.next() as u8,
+                    1 => data[i] ^= 1 << (rng.next() % 8),
+                    _ => data.truncate(i.max(1)),
+                }
+            }
+            let mut srv = server(&k.server, None);
+            let _ = output(&mut srv);
+            let mut buf = BytesMut::new();
+            for chunk in rng.chunks(&data, 1 + round % 90) {
+                buf.extend_from_slice(chunk);
+                if srv.handle_input(&mut buf).is_err() {
+                    break;
+                }
+                let _ = output(&mut srv);
+            }
+        }
+    }
+}
