@@ -55,8 +55,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bus;
 pub mod discovery;
 pub mod publisher;
 pub mod retention;
+pub mod service;
+#[doc(hidden)]
+pub mod shim;
 pub mod subscriber;
 pub mod wire;

@@ -1,0 +1,1189 @@
+//! The reliable bus on real sockets: [`ReliablePublisher`] and [`ReliableSubscriber`].
+//!
+//! Each runs one background thread that owns its sockets and drives the sans-IO machine
+//! ([`Publisher`], [`Subscriber`]) with [`crate::poll`] and timers: the thread sleeps until a
+//! socket is readable or the next timer (heartbeat, repair retry, discovery renewal) is due.
+//!
+//! | Channel   | Publisher thread         | Subscriber thread                  |
+//! |-----------|--------------------------|------------------------------------|
+//! | data      | PUB (bind and/or connect)| SUB (connect and/or bind)          |
+//! | replay    | ROUTER (bind)            | one DEALER per publisher replay endpoint |
+//! | discovery | DEALER + SUB per instance| DEALER + SUB per instance          |
+//!
+//! Which side connects on the data channel is a setting ([`ConnectSide`]): by default
+//! subscribers connect to publishers; with [`ConnectSide::PublishersConnect`] subscribers
+//! bind their SUB and publishers connect to them (the original 2013 design, which lets the
+//! publisher notice a dropped connection and reconnect). The replay channel always goes from
+//! the subscriber's DEALER to the publisher's bound ROUTER. With direct endpoints the
+//! subscriber does not know in advance which publisher id sits behind which replay endpoint:
+//! a request for an unknown publisher goes to every DEALER (a publisher ignores requests
+//! naming another id) and the first reply teaches the route. With discovery the route comes
+//! from the publisher's record.
+//!
+//! **Backpressure.** [`ReliablePublisher::publish`] hands the message to the publisher thread
+//! over an in-process queue of `queue` messages (default 10 000): it blocks while the queue is
+//! full ([`ReliablePublisher::try_publish`] returns [`BusError::Full`] instead). Sequencing
+//! happens in the thread, in queue order. The PUB socket itself never blocks: a slow
+//! subscriber's messages are dropped at its HWM and repaired later from retention.
+//! On the subscriber, deliveries wait in a bounded channel (`channel`, default 1024) and then
+//! in the sans-IO queue; when that queue reaches `max_pending` (default 4096) the thread stops
+//! reading its sockets until the application catches up (the PUB then drops at the HWM and
+//! the subscriber repairs later — no message is lost while retention lasts).
+//!
+//! ```
+//! use std::time::Duration;
+//! use ferromq::rpub::bus::{
+//!     ReliablePublisher, ReliablePublisherConfig, ReliableSubscriber, ReliableSubscriberConfig,
+//! };
+//! use ferromq::rpub::subscriber::{Delivery, JoinPolicy};
+//!
+//! let ctx = ferromq::Context::new();
+//! let publisher = ReliablePublisher::start(&ctx, ReliablePublisherConfig {
+//!     data_bind: vec!["tcp://127.0.0.1:*".into()],
+//!     replay_bind: vec!["tcp://127.0.0.1:*".into()],
+//!     ..Default::default()
+//! }).unwrap();
+//! let subscriber = ReliableSubscriber::start(&ctx, ReliableSubscriberConfig {
+//!     data_connect: publisher.data_endpoints().to_vec(),
+//!     replay_connect: publisher.replay_endpoints().to_vec(),
+//!     subscriptions: vec![(b"prices".to_vec(), JoinPolicy::FromSeq(1))],
+//!     ..Default::default()
+//! }).unwrap();
+//! for i in 0..3u8 {
+//!     publisher.publish(b"prices", vec![i]).unwrap();
+//! }
+//! let mut seqs = Vec::new();
+//! while seqs.len() < 3 {
+//!     match subscriber.recv_timeout(Duration::from_secs(10)).unwrap() {
+//!         Delivery::Message(m) => seqs.push(m.seq),
+//!         other => panic!("unexpected {other:?}"),
+//!     }
+//! }
+//! assert_eq!(seqs, [1, 2, 3]);
+//! ```
+
+use super::publisher::{Publisher, PublisherConfig, PublisherStats};
+use super::retention::RetentionLimits;
+use super::service::{DiscoveryConfig, DiscoveryLink};
+use super::subscriber::{Delivery, JoinPolicy, Subscriber, SubscriberConfig, SubscriberStats};
+use super::wire::{
+    decode_cursor, encode_cursor, validate_stream_name, CursorEntry, Endpoint, Id128, NodeId,
+    PublisherId, ReplayReply, WireError, HEARTBEAT_TOPIC,
+};
+use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Endpoint name of a publisher's PUB socket in discovery records.
+pub const ENDPOINT_DATA: &str = "data";
+/// Endpoint name of a publisher's replay ROUTER in discovery records.
+pub const ENDPOINT_REPLAY: &str = "replay";
+/// Endpoint name of a subscriber's bound SUB socket in discovery records
+/// ([`ConnectSide::PublishersConnect`]).
+pub const ENDPOINT_SUBSCRIBE: &str = "subscribe";
+
+/// Errors of the bus handles.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A socket call failed.
+    #[error("socket: {0}")]
+    Socket(#[from] ZmqError),
+    /// Invalid stream name or undecodable data.
+    #[error("wire: {0}")]
+    Wire(#[from] WireError),
+    /// Cursor file I/O.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The publisher queue is full ([`ReliablePublisher::try_publish`]).
+    #[error("publish queue full")]
+    Full,
+    /// Nothing arrived in time.
+    #[error("timed out")]
+    Timeout,
+    /// The background thread has stopped.
+    #[error("bus closed")]
+    Closed,
+    /// Random id generation failed.
+    #[error("no OS randomness")]
+    Random,
+}
+
+/// Which side connects on the data channel when discovery is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectSide {
+    /// Publishers bind PUB (and register it); subscribers connect their SUB (default).
+    #[default]
+    SubscribersConnect,
+    /// Subscribers bind SUB (and register it); publishers connect their PUB to them.
+    PublishersConnect,
+}
+
+/// A millisecond clock: monotonic, anchored to Unix time at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    base_unix_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        let base_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Clock {
+            base_unix_ms,
+            start: Instant::now(),
+        }
+    }
+
+    /// Milliseconds (Unix time at start + monotonic elapsed).
+    pub fn now_ms(&self) -> u64 {
+        self.base_unix_ms
+            .saturating_add(self.start.elapsed().as_millis() as u64)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+static NEXT_INPROC: AtomicU64 = AtomicU64::new(1);
+
+fn inproc_name(kind: &str) -> String {
+    format!(
+        "inproc://ferromq-rpub-{kind}-{}-{}",
+        std::process::id(),
+        NEXT_INPROC.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Receives one whole message without blocking (`Ok(None)` when nothing is queued).
+pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
+    let first = match s.recv_msg(DONTWAIT) {
+        Ok(m) => m,
+        Err(ZmqError::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut more = first.get_more();
+    let mut frames = vec![first.into_bytes()];
+    while more {
+        let m = s.recv_msg(0)?;
+        more = m.get_more();
+        frames.push(m.into_bytes());
+    }
+    Ok(Some(frames))
+}
+
+/// Sends a multipart message of `Bytes` frames with `flags` (plus SNDMORE on all but last).
+pub(crate) fn send_frames<'a, I>(s: &Socket, frames: I, flags: i32) -> Result<(), ZmqError>
+where
+    I: IntoIterator<Item = &'a Bytes>,
+{
+    let mut it = frames.into_iter().peekable();
+    while let Some(f) = it.next() {
+        let more = if it.peek().is_some() { SNDMORE } else { 0 };
+        s.send(f.clone(), flags | more)?;
+    }
+    Ok(())
+}
+
+fn endpoint_of(s: &Socket) -> Result<String, BusError> {
+    s.get_last_endpoint()?
+        .map_err(|_| BusError::Socket(ZmqError::EINVAL))
+}
+
+fn poll_timeout(now: u64, due: Option<u64>, cap: u64) -> i64 {
+    match due {
+        Some(t) => t.saturating_sub(now).min(cap) as i64,
+        None => cap as i64,
+    }
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publisher
+
+/// Settings of a [`ReliablePublisher`].
+#[derive(Debug, Clone)]
+pub struct ReliablePublisherConfig {
+    /// Endpoints the PUB binds (subscribers connect), e.g. `tcp://127.0.0.1:*`.
+    pub data_bind: Vec<String>,
+    /// Subscriber SUB endpoints the PUB connects to (publisher-connects mode).
+    pub data_connect: Vec<String>,
+    /// Endpoints the replay ROUTER binds.
+    pub replay_bind: Vec<String>,
+    /// Register with discovery (and, with [`ConnectSide::PublishersConnect`], connect to the
+    /// subscribers it lists).
+    pub discovery: Option<DiscoveryConfig>,
+    /// Data-channel direction under discovery.
+    pub connect_side: ConnectSide,
+    /// Publisher id (default: random). Keep it across restarts to be recognized as the same
+    /// publisher (`PublisherRestarted`).
+    pub id: Option<PublisherId>,
+    /// Epoch (default: Unix ms at start, strictly increasing across restarts).
+    pub epoch: Option<u64>,
+    /// Protocol tuning (heartbeats, replay jobs).
+    pub protocol: PublisherConfig,
+    /// Retention bounds.
+    pub retention: RetentionLimits,
+    /// Publish queue between the handles and the thread, in messages (default 10 000).
+    pub queue: i32,
+    /// Replay sends per loop turn (default 256).
+    pub replay_budget: usize,
+    /// PUB send HWM per subscriber (default 1000, as libzmq).
+    pub sndhwm: i32,
+    /// Replay ROUTER send HWM per peer (default 10 000); replay is paced by it, not dropped.
+    pub replay_sndhwm: i32,
+    /// Linger of the sockets on shutdown, ms (default 1000).
+    pub linger_ms: i32,
+}
+
+impl Default for ReliablePublisherConfig {
+    fn default() -> Self {
+        ReliablePublisherConfig {
+            data_bind: Vec::new(),
+            data_connect: Vec::new(),
+            replay_bind: Vec::new(),
+            discovery: None,
+            connect_side: ConnectSide::default(),
+            id: None,
+            epoch: None,
+            protocol: PublisherConfig::default(),
+            retention: RetentionLimits::default(),
+            queue: 10_000,
+            replay_budget: 256,
+            sndhwm: 1000,
+            replay_sndhwm: 10_000,
+            linger_ms: 1000,
+        }
+    }
+}
+
+/// A reliable publisher: a PUB (data, heartbeats) and a ROUTER (replay) driven by a
+/// background thread. Thread-safe: share it (`&self`) between threads.
+#[derive(Debug)]
+pub struct ReliablePublisher {
+    tx: Mutex<Socket>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    id: PublisherId,
+    epoch: u64,
+    data_endpoints: Vec<String>,
+    replay_endpoints: Vec<String>,
+    stats: Arc<Mutex<PublisherStats>>,
+}
+
+const OP_PUBLISH: &[u8] = b"P";
+const OP_STOP: &[u8] = b"S";
+
+impl ReliablePublisher {
+    /// Creates the sockets (binds happen here, so the endpoints are known on return) and
+    /// starts the thread.
+    pub fn start(ctx: &Context, config: ReliablePublisherConfig) -> Result<Self, BusError> {
+        let clock = Clock::new();
+        let id = match config.id {
+            Some(id) => id,
+            None => Id128::random().map_err(|_| BusError::Random)?,
+        };
+        let epoch = config.epoch.unwrap_or_else(|| clock.now_ms());
+        let pub_sock = ctx.socket(SocketType::PUB)?;
+        pub_sock.set_sndhwm(config.sndhwm)?;
+        pub_sock.set_linger(config.linger_ms)?;
+        let mut data_endpoints = Vec::new();
+        for ep in &config.data_bind {
+            pub_sock.bind(ep)?;
+            data_endpoints.push(endpoint_of(&pub_sock)?);
+        }
+        for ep in &config.data_connect {
+            pub_sock.connect(ep)?;
+        }
+        let router = ctx.socket(SocketType::ROUTER)?;
+        router.set_router_mandatory(true)?;
+        router.set_sndhwm(config.replay_sndhwm)?;
+        router.set_linger(0)?;
+        let mut replay_endpoints = Vec::new();
+        for ep in &config.replay_bind {
+            router.bind(ep)?;
+            replay_endpoints.push(endpoint_of(&router)?);
+        }
+        let name = inproc_name("pub");
+        let rx = ctx.socket(SocketType::PAIR)?;
+        rx.set_rcvhwm(config.queue.max(1))?;
+        rx.set_linger(0)?;
+        rx.bind(&name)?;
+        let tx = ctx.socket(SocketType::PAIR)?;
+        tx.set_sndhwm(config.queue.max(1))?;
+        tx.set_linger(0)?;
+        tx.connect(&name)?;
+        let disc = match &config.discovery {
+            Some(d) => {
+                let mut endpoints: Vec<Endpoint> = data_endpoints
+                    .iter()
+                    .map(|e| Endpoint::new(ENDPOINT_DATA, e.clone()))
+                    .collect();
+                endpoints.extend(
+                    replay_endpoints
+                        .iter()
+                        .map(|e| Endpoint::new(ENDPOINT_REPLAY, e.clone())),
+                );
+                let list = config.connect_side == ConnectSide::PublishersConnect;
+                Some(DiscoveryLink::new(
+                    ctx,
+                    d,
+                    Some((id, endpoints)),
+                    list,
+                    clock.now_ms(),
+                )?)
+            }
+            None => None,
+        };
+        let machine = Publisher::with_ring(id, epoch, config.protocol.clone(), config.retention);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(PublisherStats::default()));
+        let mut lp = PubLoop {
+            pub_sock,
+            router,
+            rx,
+            machine,
+            backlog: VecDeque::new(),
+            clock,
+            budget: config.replay_budget.max(1),
+            stats: stats.clone(),
+            stop: stop.clone(),
+            disc,
+            subscribers: BTreeMap::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("rpub-publisher".into())
+            .spawn(move || lp.run())
+            .map_err(BusError::Io)?;
+        Ok(ReliablePublisher {
+            tx: Mutex::new(tx),
+            stop,
+            thread: Some(thread),
+            id,
+            epoch,
+            data_endpoints,
+            replay_endpoints,
+            stats,
+        })
+    }
+
+    /// This publisher's id.
+    pub fn id(&self) -> PublisherId {
+        self.id
+    }
+
+    /// This publisher's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The bound PUB endpoints (resolved: `*` ports replaced).
+    pub fn data_endpoints(&self) -> &[String] {
+        &self.data_endpoints
+    }
+
+    /// The bound replay ROUTER endpoints (resolved).
+    pub fn replay_endpoints(&self) -> &[String] {
+        &self.replay_endpoints
+    }
+
+    /// Counters of the sans-IO publisher (refreshed by the thread every loop turn).
+    pub fn stats(&self) -> PublisherStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn send_cmd(&self, stream: &[u8], payload: Vec<Bytes>, flags: i32) -> Result<(), BusError> {
+        validate_stream_name(stream)?;
+        let tx = self.tx.lock().map_err(|_| BusError::Closed)?;
+        let mut frames = Vec::with_capacity(payload.len() + 2);
+        frames.push(Bytes::from_static(OP_PUBLISH));
+        frames.push(Bytes::copy_from_slice(stream));
+        frames.extend(payload);
+        match send_frames(&tx, &frames, flags) {
+            Ok(()) => Ok(()),
+            Err(ZmqError::EAGAIN) => Err(BusError::Full),
+            Err(ZmqError::ETERM) => Err(BusError::Closed),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Publishes a one-frame payload on `stream`; blocks while the publish queue is full.
+    pub fn publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
+        self.send_cmd(stream, vec![payload.into()], 0)
+    }
+
+    /// Publishes a multi-frame payload; blocks while the publish queue is full.
+    pub fn publish_parts(&self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
+        self.send_cmd(stream, payload, 0)
+    }
+
+    /// Like [`ReliablePublisher::publish`] but returns [`BusError::Full`] instead of blocking.
+    pub fn try_publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
+        self.send_cmd(stream, vec![payload.into()], DONTWAIT)
+    }
+}
+
+impl Drop for ReliablePublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(OP_STOP, DONTWAIT);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct PubLoop {
+    pub_sock: Socket,
+    router: Socket,
+    rx: Socket,
+    machine: Publisher,
+    /// Replay messages refused by a full peer (ROUTER_MANDATORY), retried first.
+    backlog: VecDeque<(Bytes, Vec<Bytes>)>,
+    clock: Clock,
+    budget: usize,
+    stats: Arc<Mutex<PublisherStats>>,
+    stop: Arc<AtomicBool>,
+    disc: Option<DiscoveryLink>,
+    /// Subscribers found in discovery that the PUB connected to.
+    subscribers: BTreeMap<NodeId, Vec<String>>,
+}
+
+/// Messages handled per socket per loop turn (fairness between sockets and timers).
+const BATCH: usize = 1024;
+
+impl PubLoop {
+    fn run(&mut self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = self.clock.now_ms();
+            for hb in self.machine.poll_heartbeat(now) {
+                let _ = send_frames(&self.pub_sock, &hb, DONTWAIT);
+            }
+            self.send_replay(now);
+            if let Some(d) = self.disc.as_mut() {
+                let changes = d.tick(now);
+                for c in changes {
+                    self.on_node_change(c);
+                }
+            }
+            if let Ok(mut s) = self.stats.lock() {
+                *s = self.machine.stats();
+            }
+            let busy = self.machine.has_pending_replay() || !self.backlog.is_empty();
+            let due = min_opt(
+                Some(self.machine.next_heartbeat_at()),
+                self.disc.as_ref().and_then(DiscoveryLink::next_timer_at),
+            );
+            // A full replay peer is retried after 1 ms; otherwise sleep until the next timer.
+            let timeout = if !self.backlog.is_empty() {
+                1
+            } else if busy {
+                0
+            } else {
+                poll_timeout(now, due, 1000)
+            };
+            let mut items = vec![
+                self.rx.as_poll_item(POLLIN),
+                self.router.as_poll_item(POLLIN),
+            ];
+            if let Some(d) = self.disc.as_ref() {
+                for s in d.sockets() {
+                    items.push(s.as_poll_item(POLLIN));
+                }
+            }
+            if crate::poll(&mut items, timeout).is_err() {
+                return;
+            }
+            drop(items);
+            if !self.drain_commands() {
+                return;
+            }
+            self.drain_requests();
+        }
+    }
+
+    fn drain_commands(&mut self) -> bool {
+        for _ in 0..BATCH {
+            match recv_frames(&self.rx) {
+                Ok(Some(frames)) => {
+                    if frames[0][..] == *OP_STOP {
+                        return false;
+                    }
+                    if frames.len() < 2 {
+                        continue;
+                    }
+                    let now = self.clock.now_ms();
+                    let payload = frames[2..].to_vec();
+                    if let Ok(out) = self.machine.publish_parts(&frames[1], payload, now) {
+                        let _ = send_frames(&self.pub_sock, &out, DONTWAIT);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn drain_requests(&mut self) {
+        for _ in 0..BATCH {
+            match recv_frames(&self.router) {
+                Ok(Some(mut frames)) if frames.len() >= 2 => {
+                    let peer = frames.remove(0);
+                    let now = self.clock.now_ms();
+                    match self.machine.handle_replay_frames(peer.clone(), &frames, now) {
+                        Ok(replies) => {
+                            for r in replies {
+                                self.backlog.push_back((peer.clone(), r));
+                            }
+                        }
+                        Err(e) => log::debug!("rpub publisher: bad replay request: {e}"),
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    /// Sends the backlog, then new replay traffic within the budget. A full peer stops the
+    /// turn (what it refused is retried first next time); a vanished peer's messages are
+    /// dropped (the subscriber re-requests).
+    fn send_replay(&mut self, now: u64) {
+        let mut sent = 0;
+        loop {
+            while let Some((peer, frames)) = self.backlog.pop_front() {
+                let mut all = Vec::with_capacity(frames.len() + 1);
+                all.push(peer.clone());
+                all.extend(frames.iter().cloned());
+                match send_frames(&self.router, &all, DONTWAIT) {
+                    Ok(()) => sent += 1,
+                    Err(ZmqError::EAGAIN) => {
+                        self.backlog.push_front((peer, frames));
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+            if sent >= self.budget || !self.machine.has_pending_replay() {
+                return;
+            }
+            let batch = self.machine.poll_replay(now, self.budget - sent);
+            if batch.is_empty() {
+                return;
+            }
+            self.backlog.extend(batch);
+        }
+    }
+
+    fn on_node_change(&mut self, c: super::discovery::NodeChange) {
+        use super::discovery::NodeChange;
+        match c {
+            NodeChange::Up(rec) => {
+                let eps: Vec<String> = rec
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.name == ENDPOINT_SUBSCRIBE)
+                    .map(|e| e.uri.clone())
+                    .collect();
+                if eps.is_empty() {
+                    return;
+                }
+                if let Some(old) = self.subscribers.remove(&rec.id) {
+                    for e in old {
+                        let _ = self.pub_sock.disconnect(&e);
+                    }
+                }
+                for e in &eps {
+                    if let Err(err) = self.pub_sock.connect(e) {
+                        log::warn!("rpub publisher: connect {e}: {err}");
+                    }
+                }
+                self.subscribers.insert(rec.id, eps);
+            }
+            NodeChange::Down { id, .. } => {
+                if let Some(old) = self.subscribers.remove(&id) {
+                    for e in old {
+                        let _ = self.pub_sock.disconnect(&e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PubLoop {
+    fn drop(&mut self) {
+        if let Some(d) = self.disc.as_mut() {
+            d.leave();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriber
+
+/// Settings of a [`ReliableSubscriber`].
+#[derive(Debug, Clone)]
+pub struct ReliableSubscriberConfig {
+    /// Publisher PUB endpoints the SUB connects to.
+    pub data_connect: Vec<String>,
+    /// Endpoints the SUB binds (publisher-connects mode).
+    pub data_bind: Vec<String>,
+    /// Publisher replay ROUTER endpoints (one DEALER each).
+    pub replay_connect: Vec<String>,
+    /// Find publishers (and, with [`ConnectSide::PublishersConnect`], register the bound SUB)
+    /// through discovery.
+    pub discovery: Option<DiscoveryConfig>,
+    /// Data-channel direction under discovery.
+    pub connect_side: ConnectSide,
+    /// Stream prefixes and their join policies (the SUB also subscribes to heartbeats).
+    pub subscriptions: Vec<(Vec<u8>, JoinPolicy)>,
+    /// Protocol tuning (join policy default, repair timers, liveness).
+    pub protocol: SubscriberConfig,
+    /// Deliveries buffered between the thread and `recv` (default 1024).
+    pub channel: usize,
+    /// Sans-IO queue length at which the thread stops reading sockets (default 4096).
+    pub max_pending: usize,
+    /// SUB receive HWM (default 1000, as libzmq).
+    pub rcvhwm: i32,
+    /// Reconnect interval of the SUB and DEALERs, ms (default 100).
+    pub reconnect_ivl_ms: i32,
+    /// Durable cursor file: read at start (if present), written by
+    /// [`ReliableSubscriber::save_cursor`] and on drop.
+    pub cursor_file: Option<PathBuf>,
+}
+
+impl Default for ReliableSubscriberConfig {
+    fn default() -> Self {
+        ReliableSubscriberConfig {
+            data_connect: Vec::new(),
+            data_bind: Vec::new(),
+            replay_connect: Vec::new(),
+            discovery: None,
+            connect_side: ConnectSide::default(),
+            subscriptions: Vec::new(),
+            protocol: SubscriberConfig::default(),
+            channel: 1024,
+            max_pending: 4096,
+            rcvhwm: 1000,
+            reconnect_ivl_ms: 100,
+            cursor_file: None,
+        }
+    }
+}
+
+type CursorMap = HashMap<(PublisherId, Bytes), (u64, u64)>;
+
+/// A reliable subscriber: a SUB (data) and DEALERs (replay) driven by a background thread;
+/// the application takes [`Delivery`] values in order with [`ReliableSubscriber::recv`].
+#[derive(Debug)]
+pub struct ReliableSubscriber {
+    rx: Receiver<Delivery>,
+    ctl: Mutex<Socket>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    cursor: Mutex<CursorMap>,
+    cursor_file: Option<PathBuf>,
+    data_endpoints: Vec<String>,
+    stats: Arc<Mutex<SubscriberStats>>,
+    discovered: Arc<Mutex<Vec<PublisherId>>>,
+}
+
+impl ReliableSubscriber {
+    /// Creates the sockets, loads the cursor file if any, and starts the thread.
+    pub fn start(ctx: &Context, config: ReliableSubscriberConfig) -> Result<Self, BusError> {
+        let clock = Clock::new();
+        let mut cursor = CursorMap::new();
+        let mut entries = Vec::new();
+        if let Some(path) = &config.cursor_file {
+            match std::fs::read(path) {
+                Ok(buf) => {
+                    entries = decode_cursor(&buf)?;
+                    for e in &entries {
+                        cursor.insert(
+                            (e.publisher, e.stream.clone()),
+                            (e.epoch, e.last_delivered),
+                        );
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut machine = Subscriber::with_cursor(config.protocol.clone(), entries);
+        let sub = ctx.socket(SocketType::SUB)?;
+        sub.set_rcvhwm(config.rcvhwm)?;
+        sub.set_linger(0)?;
+        sub.set_reconnect_ivl(config.reconnect_ivl_ms)?;
+        sub.set_subscribe(HEARTBEAT_TOPIC)?;
+        for (prefix, policy) in &config.subscriptions {
+            sub.set_subscribe(prefix)?;
+            machine.subscribe_with(prefix, *policy);
+        }
+        let mut data_endpoints = Vec::new();
+        for ep in &config.data_bind {
+            sub.bind(ep)?;
+            data_endpoints.push(endpoint_of(&sub)?);
+        }
+        for ep in &config.data_connect {
+            sub.connect(ep)?;
+        }
+        let mut lp = SubLoop {
+            ctx: ctx.clone(),
+            reconnect_ivl_ms: config.reconnect_ivl_ms,
+            sub,
+            dealers: Vec::new(),
+            route: HashMap::new(),
+            machine,
+            ctl: ctx.socket(SocketType::PAIR)?,
+            tx: None,
+            stash: None,
+            max_pending: config.max_pending.max(1),
+            clock,
+            stats: Arc::new(Mutex::new(SubscriberStats::default())),
+            disc: None,
+            connect_data: config.connect_side == ConnectSide::SubscribersConnect,
+            publishers: BTreeMap::new(),
+            discovered: Arc::new(Mutex::new(Vec::new())),
+        };
+        for ep in &config.replay_connect {
+            lp.add_dealer(ep, None)?;
+        }
+        if let Some(d) = &config.discovery {
+            let register = (config.connect_side == ConnectSide::PublishersConnect).then(|| {
+                let eps = data_endpoints
+                    .iter()
+                    .map(|e| Endpoint::new(ENDPOINT_SUBSCRIBE, e.clone()))
+                    .collect();
+                (Id128::random().unwrap_or(Id128([0x5b; 16])), eps)
+            });
+            lp.disc = Some(DiscoveryLink::new(
+                ctx,
+                d,
+                register,
+                true,
+                lp.clock.now_ms(),
+            )?);
+        }
+        let name = inproc_name("sub");
+        lp.ctl.set_linger(0)?;
+        lp.ctl.bind(&name)?;
+        let ctl = ctx.socket(SocketType::PAIR)?;
+        ctl.set_linger(0)?;
+        ctl.connect(&name)?;
+        let (tx, rx) = crossbeam_channel::bounded(config.channel.max(1));
+        lp.tx = Some(tx);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = lp.stats.clone();
+        let discovered = lp.discovered.clone();
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("rpub-subscriber".into())
+            .spawn(move || lp.run(&stop2))
+            .map_err(BusError::Io)?;
+        Ok(ReliableSubscriber {
+            rx,
+            ctl: Mutex::new(ctl),
+            stop,
+            thread: Some(thread),
+            cursor: Mutex::new(cursor),
+            cursor_file: config.cursor_file,
+            data_endpoints,
+            stats,
+            discovered,
+        })
+    }
+
+    /// Publishers currently known from discovery (connected), sorted.
+    pub fn discovered_publishers(&self) -> Vec<PublisherId> {
+        self.discovered.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// The bound SUB endpoints (publisher-connects mode), resolved.
+    pub fn data_endpoints(&self) -> &[String] {
+        &self.data_endpoints
+    }
+
+    /// Counters of the sans-IO subscriber (refreshed by the thread every loop turn).
+    pub fn stats(&self) -> SubscriberStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn taken(&self, d: &Delivery) {
+        let Ok(mut c) = self.cursor.lock() else {
+            return;
+        };
+        match d {
+            Delivery::Message(m) => {
+                c.insert((m.publisher, m.stream.clone()), (m.epoch, m.seq));
+            }
+            Delivery::UnrecoverableGap {
+                publisher,
+                epoch,
+                stream,
+                to,
+                ..
+            } => {
+                c.insert((*publisher, stream.clone()), (*epoch, *to));
+            }
+            _ => {}
+        }
+    }
+
+    /// The next delivery, blocking until one arrives ([`BusError::Closed`] if the thread
+    /// stopped).
+    pub fn recv(&self) -> Result<Delivery, BusError> {
+        let d = self.rx.recv().map_err(|_| BusError::Closed)?;
+        self.taken(&d);
+        Ok(d)
+    }
+
+    /// The next delivery, waiting at most `timeout` ([`BusError::Timeout`]).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Delivery, BusError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(d) => {
+                self.taken(&d);
+                Ok(d)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(BusError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(BusError::Closed),
+        }
+    }
+
+    /// The next delivery if one is ready.
+    pub fn try_recv(&self) -> Option<Delivery> {
+        let d = self.rx.try_recv().ok()?;
+        self.taken(&d);
+        Some(d)
+    }
+
+    /// The durable cursor: last delivery taken by the application per (publisher, epoch,
+    /// stream), sorted.
+    pub fn cursor(&self) -> Vec<CursorEntry> {
+        let Ok(c) = self.cursor.lock() else {
+            return Vec::new();
+        };
+        let mut v: Vec<CursorEntry> = c
+            .iter()
+            .map(|((p, s), &(e, last))| CursorEntry {
+                publisher: *p,
+                epoch: e,
+                stream: s.clone(),
+                last_delivered: last,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Writes the cursor to the cursor file (atomically: temporary file + rename). Does
+    /// nothing without a cursor file.
+    pub fn save_cursor(&self) -> Result<(), BusError> {
+        let Some(path) = &self.cursor_file else {
+            return Ok(());
+        };
+        let buf = encode_cursor(&self.cursor())?;
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, &buf)?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+impl Drop for ReliableSubscriber {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(ctl) = self.ctl.lock() {
+            let _ = ctl.send(OP_STOP, DONTWAIT);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if let Err(e) = self.save_cursor() {
+            log::warn!("rpub subscriber: saving the cursor: {e}");
+        }
+    }
+}
+
+struct Dealer {
+    sock: Socket,
+    /// Set when the publisher is known from discovery.
+    node: Option<NodeId>,
+}
+
+struct SubLoop {
+    ctx: Context,
+    reconnect_ivl_ms: i32,
+    sub: Socket,
+    dealers: Vec<Dealer>,
+    route: HashMap<PublisherId, usize>,
+    machine: Subscriber,
+    ctl: Socket,
+    tx: Option<Sender<Delivery>>,
+    stash: Option<Delivery>,
+    max_pending: usize,
+    clock: Clock,
+    stats: Arc<Mutex<SubscriberStats>>,
+    disc: Option<DiscoveryLink>,
+    connect_data: bool,
+    /// Publishers found in discovery: their data endpoints (connected by the SUB).
+    publishers: BTreeMap<NodeId, Vec<String>>,
+    discovered: Arc<Mutex<Vec<PublisherId>>>,
+}
+
+impl SubLoop {
+    fn add_dealer(&mut self, endpoint: &str, node: Option<NodeId>) -> Result<usize, BusError> {
+        let sock = self.ctx.socket(SocketType::DEALER)?;
+        sock.set_linger(0)?;
+        sock.set_reconnect_ivl(self.reconnect_ivl_ms)?;
+        sock.connect(endpoint)?;
+        self.dealers.push(Dealer {
+            sock,
+            node,
+        });
+        Ok(self.dealers.len() - 1)
+    }
+
+    fn remove_dealers_of(&mut self, node: NodeId) {
+        let mut i = 0;
+        while i < self.dealers.len() {
+            if self.dealers[i].node == Some(node) {
+                self.dealers.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.rebuild_routes();
+    }
+
+    fn rebuild_routes(&mut self) {
+        let n = self.dealers.len();
+        self.route.retain(|_, i| *i < n);
+        let mut fixed = HashMap::new();
+        for (i, d) in self.dealers.iter().enumerate() {
+            if let Some(node) = d.node {
+                fixed.insert(node, i);
+            }
+        }
+        // Indexes shifted: learned routes are relearned (requests broadcast meanwhile).
+        self.route = fixed;
+    }
+
+    /// Hands deliveries to the application; false when the application side is gone.
+    fn flush(&mut self) -> bool {
+        let Some(tx) = self.tx.as_ref() else {
+            return false;
+        };
+        loop {
+            let Some(d) = self.stash.take().or_else(|| self.machine.poll_event()) else {
+                return true;
+            };
+            match tx.try_send(d) {
+                Ok(()) => {}
+                Err(TrySendError::Full(d)) => {
+                    self.stash = Some(d);
+                    return true;
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+    }
+
+    fn send_requests(&mut self, now: u64) {
+        for req in self.machine.poll_timers(now) {
+            let frames = req.encode();
+            match self.route.get(&req.publisher) {
+                Some(&i) if i < self.dealers.len() => {
+                    let _ = send_frames(&self.dealers[i].sock, &frames, DONTWAIT);
+                }
+                _ => {
+                    // Unknown route: ask every replay endpoint; only the named publisher
+                    // answers, and its reply teaches the route.
+                    for d in &self.dealers {
+                        let _ = send_frames(&d.sock, &frames, DONTWAIT);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            if !self.flush() {
+                return;
+            }
+            let now = self.clock.now_ms();
+            let paused = self.stash.is_some() && self.machine.queued() >= self.max_pending;
+            if !paused && self.machine.next_timer_at().is_some_and(|t| t <= now) {
+                self.send_requests(now);
+            }
+            if let Some(d) = self.disc.as_mut() {
+                let changes = d.tick(now);
+                for c in changes {
+                    self.on_node_change(c);
+                }
+            }
+            if let Ok(mut s) = self.stats.lock() {
+                *s = self.machine.stats();
+            }
+            let due = if paused {
+                Some(now.saturating_add(2))
+            } else {
+                min_opt(
+                    self.machine.next_timer_at(),
+                    self.disc.as_ref().and_then(DiscoveryLink::next_timer_at),
+                )
+            };
+            // While the application channel is full, re-check it every 2 ms.
+            let due = if self.stash.is_some() {
+                min_opt(due, Some(now.saturating_add(2)))
+            } else {
+                due
+            };
+            let timeout = poll_timeout(now, due, 1000);
+            {
+                let mut items = vec![self.ctl.as_poll_item(POLLIN)];
+                if !paused {
+                    items.push(self.sub.as_poll_item(POLLIN));
+                    for d in &self.dealers {
+                        items.push(d.sock.as_poll_item(POLLIN));
+                    }
+                }
+                if let Some(d) = self.disc.as_ref() {
+                    for s in d.sockets() {
+                        items.push(s.as_poll_item(POLLIN));
+                    }
+                }
+                if crate::poll(&mut items, timeout).is_err() {
+                    return;
+                }
+            }
+            if let Ok(Some(_)) = recv_frames(&self.ctl) {
+                return;
+            }
+            if paused {
+                continue;
+            }
+            let now = self.clock.now_ms();
+            for _ in 0..BATCH {
+                match recv_frames(&self.sub) {
+                    Ok(Some(frames)) => {
+                        if let Err(e) = self.machine.handle_data(&frames, now) {
+                            log::debug!("rpub subscriber: bad data message: {e}");
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => return,
+                }
+            }
+            for i in 0..self.dealers.len() {
+                for _ in 0..BATCH {
+                    match recv_frames(&self.dealers[i].sock) {
+                        Ok(Some(frames)) => match ReplayReply::decode(&frames) {
+                            Ok(r) => {
+                                let p = match &r {
+                                    ReplayReply::Retransmission(m) => m.header.publisher,
+                                    ReplayReply::Join { publisher, .. }
+                                    | ReplayReply::End { publisher, .. }
+                                    | ReplayReply::Gap { publisher, .. } => *publisher,
+                                    ReplayReply::Busy { request, .. } => request.publisher,
+                                };
+                                self.route.insert(p, i);
+                                self.machine.handle_reply(&r, now);
+                            }
+                            Err(e) => log::debug!("rpub subscriber: bad replay reply: {e}"),
+                        },
+                        Ok(None) => break,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_node_change(&mut self, c: super::discovery::NodeChange) {
+        use super::discovery::NodeChange;
+        match c {
+            NodeChange::Up(rec) => {
+                let data: Vec<String> = rec
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.name == ENDPOINT_DATA)
+                    .map(|e| e.uri.clone())
+                    .collect();
+                let replay: Vec<String> = rec
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.name == ENDPOINT_REPLAY)
+                    .map(|e| e.uri.clone())
+                    .collect();
+                if replay.is_empty() {
+                    return; // not a publisher
+                }
+                self.drop_publisher(rec.id);
+                if self.connect_data {
+                    for e in &data {
+                        if let Err(err) = self.sub.connect(e) {
+                            log::warn!("rpub subscriber: connect {e}: {err}");
+                        }
+                    }
+                }
+                for e in &replay {
+                    match self.add_dealer(e, Some(rec.id)) {
+                        Ok(i) => {
+                            self.route.insert(rec.id, i);
+                        }
+                        Err(err) => log::warn!("rpub subscriber: connect {e}: {err}"),
+                    }
+                }
+                self.publishers.insert(rec.id, data);
+            }
+            NodeChange::Down { id, .. } => self.drop_publisher(id),
+        }
+        if let Ok(mut d) = self.discovered.lock() {
+            *d = self.publishers.keys().copied().collect();
+        }
+    }
+
+    fn drop_publisher(&mut self, id: NodeId) {
+        if let Some(old) = self.publishers.remove(&id) {
+            if self.connect_data {
+                for e in old {
+                    let _ = self.sub.disconnect(&e);
+                }
+            }
+            self.remove_dealers_of(id);
+        }
+    }
+}
+
+impl Drop for SubLoop {
+    fn drop(&mut self) {
+        if let Some(d) = self.disc.as_mut() {
+            d.leave();
+        }
+    }
+}
