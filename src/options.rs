@@ -57,6 +57,8 @@ pub struct Options {
     pub heartbeat_ivl: i32,
     /// TTL announced in PINGs, in ms (0 = none).
     pub heartbeat_ttl: i32,
+    /// ROUTER/DEALER: send an empty message first on every new connection.
+    pub probe_router: bool,
     /// ROUTER: the routing id given to the peer of the next `connect` (then cleared).
     pub connect_routing_id: Option<Bytes>,
     /// Time without traffic after a PING before the peer is declared dead, in ms
@@ -93,6 +95,7 @@ impl Options {
             heartbeat_ttl: 0,
             heartbeat_timeout: -1,
             connect_routing_id: None,
+            probe_router: false,
         }
     }
 

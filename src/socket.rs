@@ -61,15 +61,6 @@ struct Core {
     in_meta: Option<Arc<Metadata>>,
     rcvmore: bool,
     last_endpoint: String,
-    flags: Flags,
-}
-
-/// Boolean options kept for their getters (the pattern holds the behaviour).
-#[derive(Default)]
-struct Flags {
-    router_mandatory: bool,
-    router_handover: bool,
-    probe_router: bool,
 }
 
 impl Core {
@@ -108,12 +99,6 @@ impl Core {
         }
     }
 
-    fn admit(&mut self) -> Result<bool> {
-        match self.pattern.can_send() {
-            Ok(b) => Ok(b),
-            Err(e) => Err(send_error(e)),
-        }
-    }
 }
 
 fn send_error(e: SendError) -> Error {
@@ -162,7 +147,6 @@ impl Socket {
                 in_meta: None,
                 rcvmore: false,
                 last_endpoint: String::new(),
-                flags: Flags::default(),
             }),
         })
     }
@@ -374,14 +358,17 @@ impl Socket {
             core.process_mail(&self.shared);
             return self.deliver(&mut core, Msg::One(frame), flags, false);
         }
+        let frame = msg.into_bytes();
         if !core.out_admitted {
             // The first frame of a multipart message decides: wait until the pattern can
             // take a message, so a multipart message never blocks halfway.
             let timeout = core.opts.sndtimeo;
-            self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, Core::admit)?;
+            self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, |c| {
+                c.pattern.admit(&frame).map_err(send_error)
+            })?;
             core.out_admitted = true;
         }
-        core.out_frames.push(msg.into_bytes());
+        core.out_frames.push(frame);
         if more {
             return Ok(());
         }
@@ -482,6 +469,7 @@ impl Socket {
 
     /// Reads or changes this socket's options (for option accessors defined elsewhere in
     /// the crate).
+    #[allow(dead_code)] // the accessors in compat.rs
     pub(crate) fn with_opts<R>(&self, f: impl FnOnce(&mut Options) -> R) -> R {
         f(&mut self.core().opts)
     }
@@ -653,38 +641,43 @@ impl Socket {
 
     /// ROUTER: `EHOSTUNREACH` instead of silently dropping unroutable messages.
     pub fn set_router_mandatory(&self, value: bool) -> Result<()> {
-        self.pattern_opt(pattern::PatternOpt::RouterMandatory(value))?;
-        self.core().flags.router_mandatory = value;
-        Ok(())
+        self.pattern_opt(pattern::PatternOpt::RouterMandatory(value))
     }
 
-    /// `ZMQ_ROUTER_MANDATORY`.
+    /// `ZMQ_ROUTER_MANDATORY` (write-only in libzmq).
     pub fn is_router_mandatory(&self) -> Result<bool> {
-        Ok(self.core().flags.router_mandatory)
+        // Write-only in libzmq 4.3: reading it fails with EINVAL.
+        Err(Error::EINVAL)
     }
 
     /// ROUTER: a new peer with a routing id already in use takes it over.
     pub fn set_router_handover(&self, value: bool) -> Result<()> {
-        self.pattern_opt(pattern::PatternOpt::RouterHandover(value))?;
-        self.core().flags.router_handover = value;
-        Ok(())
+        self.pattern_opt(pattern::PatternOpt::RouterHandover(value))
     }
 
-    /// `ZMQ_ROUTER_HANDOVER`.
+    /// `ZMQ_ROUTER_HANDOVER` (write-only in libzmq).
     pub fn is_router_handover(&self) -> Result<bool> {
-        Ok(self.core().flags.router_handover)
+        // Write-only in libzmq 4.3: reading it fails with EINVAL.
+        Err(Error::EINVAL)
     }
 
     /// ROUTER/DEALER: send an empty message to every new peer (`ZMQ_PROBE_ROUTER`).
     pub fn set_probe_router(&self, value: bool) -> Result<()> {
-        self.pattern_opt(pattern::PatternOpt::ProbeRouter(value))?;
-        self.core().flags.probe_router = value;
+        // The I/O thread sends the probe on every (re)connection, before anything else.
+        if !matches!(
+            self.shared.socket_type,
+            SocketType::ROUTER | SocketType::DEALER
+        ) {
+            return Err(Error::EINVAL);
+        }
+        self.core().opts.probe_router = value;
         Ok(())
     }
 
-    /// `ZMQ_PROBE_ROUTER`.
+    /// `ZMQ_PROBE_ROUTER` (write-only in libzmq).
     pub fn is_probe_router(&self) -> Result<bool> {
-        Ok(self.core().flags.probe_router)
+        // Write-only in libzmq 4.3: reading it fails with EINVAL.
+        Err(Error::EINVAL)
     }
 
     /// XPUB: pass every subscription message to the application, duplicates included.

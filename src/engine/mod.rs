@@ -1104,6 +1104,10 @@ impl Engine {
                     c.zmtp31 = peer.minor_version >= 1;
                     let s = c.session;
                     let sock = &self.sessions[s].sock;
+                    if self.sessions[s].opts.probe_router {
+                        // PROBE_ROUTER: an empty message before anything else.
+                        c.enc.encode_frame(&Bytes::new(), false);
+                    }
                     if sends_subscriptions(sock.socket_type) {
                         // The I/O thread subscribes a new or reconnected publisher at once,
                         // without waiting for the user thread (no slow-joiner gap of ours).

@@ -88,6 +88,13 @@ pub trait Pattern: Send {
     /// True if `send` would succeed now; if not, the socket is woken when it may. An error
     /// if this socket cannot send at all, or not in its current state.
     fn can_send(&mut self) -> Result<bool, SendError>;
+    /// Admission of a multipart message by its first frame (the routing id for a ROUTER):
+    /// `Ok(false)` to wait for room, an error to refuse at once (`ROUTER_MANDATORY` and an
+    /// unknown peer). The default is [`Pattern::can_send`].
+    fn admit(&mut self, first_frame: &[u8]) -> Result<bool, SendError> {
+        let _ = first_frame;
+        self.can_send()
+    }
     /// Routes one whole message. With `force`, a message whose first frame was admitted by
     /// `can_send` is queued even above the HWM (it never blocks halfway).
     fn send(&mut self, msg: Msg, force: bool) -> Result<(), SendError>;

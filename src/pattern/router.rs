@@ -170,6 +170,18 @@ impl Pattern for Router {
         Ok(true)
     }
 
+    /// With `ROUTER_MANDATORY`, the routing id frame is checked at once, as libzmq does:
+    /// an unknown or departed peer is `Unroutable`, a full one waits for room.
+    fn admit(&mut self, first_frame: &[u8]) -> Result<bool, SendError> {
+        if !self.mandatory {
+            return Ok(true);
+        }
+        match self.by_rid.get(first_frame) {
+            Some(peer) if !peer.out.is_closed() => Ok(peer.out.has_room()),
+            _ => Err(SendError::Unroutable),
+        }
+    }
+
     /// Routes by the first frame. `force` is ignored: as in libzmq, a full peer's message is
     /// dropped (or refused with `ROUTER_MANDATORY`) as a whole.
     fn send(&mut self, msg: Msg, _force: bool) -> Result<(), SendError> {
@@ -336,6 +348,17 @@ mod tests {
         r.send(to(b"a", "1"), true).unwrap();
         assert_eq!(r.send(to(b"a", "2"), true), Ok(()));
         assert_eq!(a.out.len(), 1);
+    }
+
+    #[test]
+    fn router_mandatory_admits_by_routing_id() {
+        let mut r = Router::default();
+        r.set_opt(PatternOpt::RouterMandatory(true)).unwrap();
+        assert_eq!(r.admit(b"nobody"), Err(SendError::Unroutable));
+        r.attach(named(1, "a"));
+        assert_eq!(r.admit(b"a"), Ok(true));
+        let mut plain = Router::default();
+        assert_eq!(plain.admit(b"nobody"), Ok(true));
     }
 
     #[test]
