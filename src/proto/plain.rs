@@ -141,7 +141,27 @@ impl Mechanism for PlainClient {
             ClientState::SendHello | ClientState::SendInitiate
         )
     }
+
+    fn handle_raw(&mut self, body: Bytes) -> Result<MechanismStatus, ProtoError> {
+        // libzmq 4.3's PLAIN server spells its ERROR command "\x05ERROR" in C, where the hex
+        // escape swallows the 'E': the frame starts with 0x5E "RROR" (a 94-byte name that
+        // runs past the end). Read it as the ERROR it means, so that the reason ("400")
+        // reaches the application; the handshake fails either way.
+        if let Some(rest) = body.strip_prefix(LIBZMQ_PLAIN_ERROR) {
+            if self.state != ClientState::Done {
+                let len = usize::from(*rest.first().ok_or(ProtoError::MalformedCommand)?);
+                let reason = rest.get(1..1 + len).ok_or(ProtoError::MalformedCommand)?;
+                return Err(ProtoError::PeerError(
+                    String::from_utf8_lossy(reason).into_owned(),
+                ));
+            }
+        }
+        self.handle_command(Command::parse(body)?)
+    }
 }
+
+/// How libzmq 4.3's PLAIN server starts its ERROR command (see `PlainClient::handle_raw`).
+const LIBZMQ_PLAIN_ERROR: &[u8] = b"\x5eRROR";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ServerState {
@@ -535,6 +555,17 @@ mod tests {
         assert_eq!(
             c.handle_command(Command::Error("400".into())),
             Err(ProtoError::PeerError("400".into()))
+        );
+        // libzmq 4.3's malformed PLAIN ERROR (captured from libzmq 4.3.5).
+        let mut c = PlainClient::new(Bytes::new(), Bytes::new(), Metadata::new());
+        c.poll_output(&mut enc);
+        assert_eq!(
+            c.handle_raw(Bytes::from_static(b"\x5eRROR\x03400")),
+            Err(ProtoError::PeerError("400".into()))
+        );
+        assert_eq!(
+            c.handle_raw(Bytes::from_static(b"\x5eRROR\x09400")),
+            Err(ProtoError::MalformedCommand)
         );
     }
 

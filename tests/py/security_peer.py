@@ -17,6 +17,7 @@ import sys
 import threading
 
 import zmq
+import zmq.utils.z85
 
 TIMEOUT_MS = 10000
 
