@@ -213,7 +213,9 @@ fn wait_covered(
 ) -> Duration {
     let start = Instant::now();
     let (id, epoch) = (p.id(), p.epoch());
-    let ok = t.run_until(sub, Duration::from_secs(secs), |t| t.covered(id, epoch) >= n);
+    let ok = t.run_until(sub, Duration::from_secs(secs), |t| {
+        t.covered(id, epoch) >= n
+    });
     assert!(
         ok,
         "covered {} of {n} after {secs} s: {t:?} pub {:?} sub {:?}",
@@ -365,7 +367,8 @@ fn throughput_plain_vs_reliable_under_loss() {
     let start = Instant::now();
     let sender = std::thread::spawn(move || {
         for i in 0..n {
-            publ.send_multipart([STREAM.to_vec(), payload(i)], 0).unwrap();
+            publ.send_multipart([STREAM.to_vec(), payload(i)], 0)
+                .unwrap();
         }
         publ
     });
@@ -422,7 +425,10 @@ fn lost_last_message_before_idle_is_recovered() {
     assert_eq!(t.lost, 0);
     assert!(t.retransmitted >= 3, "{t:?}");
     // hb_initial 10 ms, hb_max 200 ms: two intervals plus a loaded machine's slack.
-    assert!(worst < Duration::from_millis(1500), "recovery took {worst:?}");
+    assert!(
+        worst < Duration::from_millis(1500),
+        "recovery took {worst:?}"
+    );
     println!(
         "FIGURE last_message_loss rounds=3 lost=0 duplicates=0 worst_recovery_ms={} (hb_initial=10 hb_max=200)",
         worst.as_millis()
@@ -461,7 +467,10 @@ fn cut_run(cut: Duration) {
     let publisher = paced(p.clone(), n, 1);
     // Let some flow, then cut both channels while publishing continues.
     let (id, epoch) = (p.id(), p.epoch());
-    assert!(t.run_until(&sub, Duration::from_secs(20), |t| t.covered(id, epoch) >= 200));
+    assert!(
+        t.run_until(&sub, Duration::from_secs(20), |t| t.covered(id, epoch)
+            >= 200)
+    );
     data.cut();
     replay.cut();
     let cut_at = Instant::now();
@@ -575,7 +584,10 @@ fn publisher_restart_is_reported_and_stream_continues() {
         c.id = Some(id);
         c.epoch = Some(1000);
     });
-    let (data, replay) = (p1.data_endpoints()[0].clone(), p1.replay_endpoints()[0].clone());
+    let (data, replay) = (
+        p1.data_endpoints()[0].clone(),
+        p1.replay_endpoints()[0].clone(),
+    );
     let sub = start_sub(
         &ctx,
         vec![data.clone()],
@@ -644,7 +656,9 @@ fn subscriber_restart_with_durable_cursor() {
     assert_eq!(t.delivered, 500, "{t:?}");
     drop(sub2);
     let _ = std::fs::remove_file(&path);
-    println!("FIGURE durable_cursor published=500 delivered_across_restart=500 lost=0 duplicates=0");
+    println!(
+        "FIGURE durable_cursor published=500 delivered_across_restart=500 lost=0 duplicates=0"
+    );
 }
 
 /// (8) Late join under live load, every join policy: no gap, no duplicate at the hand-over.
@@ -660,6 +674,7 @@ fn late_join_under_load_every_policy() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(5));
     }
+    let before = p.stats().published;
     let policies = [
         JoinPolicy::FromNow,
         JoinPolicy::FromOldest,
@@ -678,7 +693,6 @@ fn late_join_under_load_every_policy() {
             )
         })
         .collect();
-    let joined_near = p.stats().published;
     publisher.join().unwrap();
     for (pol, sub) in policies.iter().zip(&subs) {
         let mut t = Tally::default();
@@ -689,8 +703,8 @@ fn late_join_under_load_every_policy() {
         match pol {
             JoinPolicy::FromOldest => assert_eq!(j, 1),
             JoinPolicy::FromSeq(s) => assert_eq!(j, *s),
-            JoinPolicy::LastN(k) => assert!(j > 1 && j + k > joined_near, "{j}"),
-            JoinPolicy::FromNow => assert!(j >= joined_near.saturating_sub(5), "{j}"),
+            JoinPolicy::LastN(k) => assert!(j > 1 && j + k > before, "{j} {before}"),
+            JoinPolicy::FromNow => assert!(j > before, "{j} {before}"),
         }
         assert_eq!(t.delivered, n - j + 1);
         println!(
@@ -941,4 +955,128 @@ fn plain_libzmq_sub_reads_the_data_stream() {
         assert!(Instant::now() < deadline);
     }
     println!("FIGURE libzmq_sub frames=[stream, 48-byte header, payload] seqs_consecutive=yes");
+}
+
+/// Kills the child process when dropped (also when the test fails).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn parse_id(hex: &str) -> Id128 {
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    Id128(id)
+}
+
+/// Starts this test binary as a publisher process (see `rpub_child_publisher`); returns it
+/// and the endpoints it bound.
+fn spawn_publisher(id: Id128, data: &str, replay: &str) -> (ChildGuard, String, String) {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "rpub_child_publisher",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("RPUB_CHILD_ID", id.to_string())
+        .env("RPUB_CHILD_DATA", data)
+        .env("RPUB_CHILD_REPLAY", replay)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let guard = ChildGuard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("ENDPOINTS ") {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("child publisher started");
+    let (d, r) = line.split_once(' ').unwrap();
+    (guard, d.to_string(), r.to_string())
+}
+
+/// The child side of the SIGKILL test: publishes 1 msg/ms until killed (at most 60 s).
+#[test]
+#[ignore]
+fn rpub_child_publisher() {
+    let (Ok(id), Ok(data), Ok(replay)) = (
+        std::env::var("RPUB_CHILD_ID"),
+        std::env::var("RPUB_CHILD_DATA"),
+        std::env::var("RPUB_CHILD_REPLAY"),
+    ) else {
+        return; // only meaningful as a child process
+    };
+    let ctx = Context::new();
+    let p = std::sync::Arc::new(start_pub(&ctx, |c| {
+        c.id = Some(parse_id(&id));
+        c.data_bind = vec![data];
+        c.replay_bind = vec![replay];
+    }));
+    println!(
+        "ENDPOINTS {} {}",
+        p.data_endpoints()[0],
+        p.replay_endpoints()[0]
+    );
+    paced(p, 60_000, 1).join().unwrap();
+}
+
+/// (6b) The publisher process is SIGKILLed and started again (same id, same endpoints, new
+/// epoch): the old epoch ends cleanly (delivered + gap == what was learned), then
+/// `PublisherRestarted` and the new epoch from seq 1.
+#[test]
+fn publisher_process_sigkill_and_restart() {
+    let ctx = Context::new();
+    let id = Id128::random().unwrap();
+    let (child1, data, replay) = spawn_publisher(id, ANY, ANY);
+    let sub = start_sub(
+        &ctx,
+        vec![data.clone()],
+        vec![replay.clone()],
+        JoinPolicy::FromSeq(1),
+        |_| {},
+    );
+    let mut t = Tally::default();
+    assert!(
+        t.run_until(&sub, Duration::from_secs(30), |t| t.delivered >= 300),
+        "{t:?}"
+    );
+    let epoch1 = t.next.keys().next().unwrap().1;
+    drop(child1); // SIGKILL
+    let start = Instant::now();
+    let (_child2, _, _) = spawn_publisher(id, &data, &replay);
+    assert!(
+        t.run_until(&sub, Duration::from_secs(30), |t| t
+            .next
+            .keys()
+            .any(|k| k.1 > epoch1 && t.next[k] > 301)),
+        "{t:?}"
+    );
+    let resumed = start.elapsed();
+    t.assert_clean("sigkill");
+    assert_eq!(t.restarts.len(), 1, "{t:?}");
+    let (old, new) = t.restarts[0];
+    assert_eq!(old, epoch1);
+    assert_eq!(t.joined_at(id, new), Some(1));
+    println!(
+        "FIGURE publisher_sigkill (separate process) epoch1_covered={} gap_at_kill={:?} restarted=1 epoch2_from_seq=1 resume_ms={} duplicates=0",
+        t.covered(id, old),
+        t.gaps,
+        resumed.as_millis()
+    );
 }

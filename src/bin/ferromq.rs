@@ -259,6 +259,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let ctx = Context::new();
     match args.first().map(String::as_str) {
         Some("demo") => demo(),
+        Some("discovery") => ferromq::rpub::service::run_cli(&args[1..]),
         Some("push") => cat_send(&open(&ctx, ferromq::PUSH, &parse(&args[1..])?)?),
         Some("pull") => cat_recv(&open(&ctx, ferromq::PULL, &parse(&args[1..])?)?),
         Some("pair") => cat_pair(&open(&ctx, ferromq::PAIR, &parse(&args[1..])?)?),

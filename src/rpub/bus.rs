@@ -552,7 +552,10 @@ impl PubLoop {
                 Ok(Some(mut frames)) if frames.len() >= 2 => {
                     let peer = frames.remove(0);
                     let now = self.clock.now_ms();
-                    match self.machine.handle_replay_frames(peer.clone(), &frames, now) {
+                    match self
+                        .machine
+                        .handle_replay_frames(peer.clone(), &frames, now)
+                    {
                         Ok(replies) => {
                             for r in replies {
                                 self.backlog.push_back((peer.clone(), r));
@@ -722,10 +725,7 @@ impl ReliableSubscriber {
                 Ok(buf) => {
                     entries = decode_cursor(&buf)?;
                     for e in &entries {
-                        cursor.insert(
-                            (e.publisher, e.stream.clone()),
-                            (e.epoch, e.last_delivered),
-                        );
+                        cursor.insert((e.publisher, e.stream.clone()), (e.epoch, e.last_delivered));
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -818,7 +818,10 @@ impl ReliableSubscriber {
 
     /// Publishers currently known from discovery (connected), sorted.
     pub fn discovered_publishers(&self) -> Vec<PublisherId> {
-        self.discovered.lock().map(|d| d.clone()).unwrap_or_default()
+        self.discovered
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
     }
 
     /// The bound SUB endpoints (publisher-connects mode), resolved.
@@ -960,10 +963,7 @@ impl SubLoop {
         sock.set_linger(0)?;
         sock.set_reconnect_ivl(self.reconnect_ivl_ms)?;
         sock.connect(endpoint)?;
-        self.dealers.push(Dealer {
-            sock,
-            node,
-        });
+        self.dealers.push(Dealer { sock, node });
         Ok(self.dealers.len() - 1)
     }
 
@@ -1031,13 +1031,17 @@ impl SubLoop {
     }
 
     fn run(&mut self, stop: &AtomicBool) {
+        let mut was_paused = false;
         while !stop.load(Ordering::SeqCst) {
             if !self.flush() {
                 return;
             }
             let now = self.clock.now_ms();
             let paused = self.stash.is_some() && self.machine.queued() >= self.max_pending;
-            if !paused && self.machine.next_timer_at().is_some_and(|t| t <= now) {
+            // Just resumed: read what queued up first, so a long application stall does not
+            // look like publisher silence.
+            let resumed = std::mem::replace(&mut was_paused, paused) && !paused;
+            if !paused && !resumed && self.machine.next_timer_at().is_some_and(|t| t <= now) {
                 self.send_requests(now);
             }
             if let Some(d) = self.disc.as_mut() {

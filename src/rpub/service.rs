@@ -21,8 +21,7 @@
 
 use super::bus::{recv_frames, send_frames, Clock};
 use super::discovery::{
-    ClientConfig, DiscoveryClient, LeaseConfig, LeaseTable, NodeChange, Registrar,
-    RegistrarEvent,
+    ClientConfig, DiscoveryClient, LeaseConfig, LeaseTable, NodeChange, Registrar, RegistrarEvent,
 };
 use super::wire::{DiscoveryMessage, Endpoint, Id128, NodeId, DISCOVERY_TOPIC};
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN};
@@ -41,9 +40,16 @@ pub struct DiscoveryAddress {
 
 impl DiscoveryAddress {
     /// `tcp://host:port` for requests and `tcp://host:port+1` for events (the CLI default).
+    /// With a `*` port both are `*` (read the resolved ones from the service).
     pub fn from_tcp(requests: &str) -> Option<Self> {
         let (head, port) = requests.rsplit_once(':')?;
-        let port: u16 = port.parse().ok()?;
+        if port == "*" {
+            return Some(DiscoveryAddress {
+                requests: requests.to_string(),
+                events: requests.to_string(),
+            });
+        }
+        let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
         Some(DiscoveryAddress {
             requests: requests.to_string(),
             events: format!("{head}:{}", port.checked_add(1)?),
@@ -113,7 +119,8 @@ impl DiscoveryLink {
         let mut instances = Vec::new();
         for a in &config.instances {
             let dealer = ctx.socket(SocketType::DEALER)?;
-            dealer.set_linger(0)?;
+            // Long enough for UNREGISTER to leave on a graceful shutdown.
+            dealer.set_linger(200)?;
             dealer.set_reconnect_ivl(100)?;
             dealer.connect(&a.requests)?;
             let events = ctx.socket(SocketType::SUB)?;
@@ -193,8 +200,7 @@ impl DiscoveryLink {
         }
         for i in 0..self.instances.len() {
             while let Ok(Some(frames)) = recv_frames(&self.instances[i].dealer) {
-                let Some(msg) = frames.last().and_then(|f| DiscoveryMessage::decode(f).ok())
-                else {
+                let Some(msg) = frames.last().and_then(|f| DiscoveryMessage::decode(f).ok()) else {
                     continue;
                 };
                 match &msg {
@@ -430,7 +436,12 @@ pub fn run_cli(args: &[String]) -> Result<(), String> {
     let svc = DiscoveryService::start(&ctx, &bind, &events, LeaseConfig::default())
         .map_err(|e| e.to_string())?;
     let a = svc.address();
-    eprintln!("discovery instance {} requests {} events {}", svc.id(), a.requests, a.events);
+    eprintln!(
+        "discovery instance {} requests {} events {}",
+        svc.id(),
+        a.requests,
+        a.events
+    );
     svc.wait();
     Ok(())
 }
