@@ -333,6 +333,7 @@ fn curve_libzmq_client_to_ferromq_server() {
         authenticator: Some(auth),
         zap_domain: String::new(),
         peer_address: addr.ip().to_string(),
+        defer_auth: false,
     });
     let (info, mut conn) = handshake(stream, hs).unwrap();
     assert_eq!(info.user_id, "libzmq-client");

@@ -786,6 +786,7 @@ mod tests {
             authenticator: auth,
             zap_domain: "test".into(),
             peer_address: "127.0.0.1".into(),
+            defer_auth: false,
         })
     }
 
@@ -989,6 +990,74 @@ mod tests {
             vec![Bytes::copy_from_slice(&stranger.public_key)]
         );
         assert!(s.take_cipher().is_none());
+    }
+
+    #[test]
+    fn deferred_authentication() {
+        // The engine forwards the request to a ZAP handler and answers later; bytes that
+        // arrive meanwhile stay in the buffer.
+        let k = keys();
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = Handshake::new(cfg(SocketType::ROUTER)).with_security(SecurityConfig {
+            mechanism: MechanismConfig::CurveServer {
+                secret_key: k.server.secret_key,
+            },
+            defer_auth: true,
+            ..SecurityConfig::default()
+        });
+        assert!(s.resolve_auth(None).is_err(), "nothing pending yet");
+        let (rc, rs) = run_pair(&mut c, &mut s);
+        assert_eq!(
+            rs,
+            Err(ProtoError::UnexpectedMessage),
+            "server still in progress"
+        );
+        assert_eq!(
+            rc,
+            Err(ProtoError::UnexpectedMessage),
+            "client waits for READY"
+        );
+        let req = s.pending_auth().unwrap().clone();
+        assert_eq!(
+            req.credentials,
+            vec![Bytes::copy_from_slice(&k.client.public_key)]
+        );
+        assert!(!s.has_pending_output());
+        let mut junk = BytesMut::from(&b"\x00\x01x"[..]);
+        assert_eq!(s.handle_input(&mut junk), Ok(HandshakeStatus::InProgress));
+        assert_eq!(junk.len(), 3, "nothing consumed while authenticating");
+        let done = s.resolve_auth(Some(ZapReply::ok("deferred"))).unwrap();
+        assert!(matches!(done, HandshakeStatus::Done(ref p) if p.user_id == "deferred"));
+        assert!(s.pending_auth().is_none());
+        let mut to_c = output(&mut s);
+        assert!(matches!(
+            c.handle_input(&mut to_c),
+            Ok(HandshakeStatus::Done(_))
+        ));
+        let mut sc = s.take_cipher().unwrap();
+        let mut cc = c.take_cipher().unwrap();
+        let m = cc.encrypt(b"after zap", false, false).unwrap();
+        assert_eq!(sc.decrypt(&m).unwrap().data, "after zap");
+
+        // Refused later: ERROR 400 goes out, the client sees it.
+        let mut c = client(k.server.public_key, &k.client);
+        let mut s = Handshake::new(cfg(SocketType::ROUTER)).with_security(SecurityConfig {
+            mechanism: MechanismConfig::CurveServer {
+                secret_key: k.server.secret_key,
+            },
+            defer_auth: true,
+            ..SecurityConfig::default()
+        });
+        let _ = run_pair(&mut c, &mut s);
+        assert!(matches!(
+            s.resolve_auth(Some(ZapReply::denied("no"))),
+            Err(ProtoError::AuthenticationFailed(_))
+        ));
+        let mut to_c = output(&mut s);
+        assert_eq!(
+            c.handle_input(&mut to_c),
+            Err(ProtoError::PeerError("400".into()))
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::curve::{CurveClient, CurveServer, FrameCipher};
 use super::greeting::{self, Greeting, GREETING_LEN};
 use super::mechanism::{Mechanism, MechanismKind, MechanismStatus, NullMechanism};
 use super::plain::{PlainClient, PlainServer};
-use super::zap::{self, AuthOutcome, MechanismConfig, SecurityConfig, ZapRequest};
+use super::zap::{self, AuthOutcome, MechanismConfig, SecurityConfig, ZapReply, ZapRequest};
 use super::{Decoder, Encoder, ProtoError};
 use crate::{Metadata, SocketType};
 
@@ -90,6 +90,8 @@ enum State {
     Greeting,
     /// Running the mechanism's handshake.
     Mechanism,
+    /// Waiting for [`Handshake::resolve_auth`] (deferred authentication).
+    Authenticating(Box<ZapRequest>),
     /// Finished; the peer info is kept for repeated calls.
     Done(PeerInfo),
     /// Failed with this error.
@@ -182,7 +184,7 @@ impl Handshake {
         match &self.state {
             State::Failed(_) => self.error_to_send.is_some(),
             State::Greeting => !self.greeting_sent,
-            State::Mechanism | State::Done(_) => {
+            State::Mechanism | State::Authenticating(_) | State::Done(_) => {
                 !self.greeting_sent || self.mechanism.as_ref().is_some_and(|m| !m.output_done())
             }
         }
@@ -231,7 +233,7 @@ impl Handshake {
                 }
             }
             State::Greeting => self.send_greeting(enc),
-            State::Mechanism | State::Done(_) => {
+            State::Mechanism | State::Authenticating(_) | State::Done(_) => {
                 self.send_greeting(enc);
                 if let Some(m) = self.mechanism.as_mut() {
                     m.poll_output(enc);
@@ -255,6 +257,7 @@ impl Handshake {
             match &self.state {
                 State::Failed(e) => return Err(e.clone()),
                 State::Done(peer) => return Ok(HandshakeStatus::Done(peer.clone())),
+                State::Authenticating(_) => return Ok(HandshakeStatus::InProgress),
                 State::Greeting => {
                     if !self.handle_greeting(buf)? {
                         return Ok(HandshakeStatus::InProgress);
@@ -389,6 +392,11 @@ impl Handshake {
             .authenticator
             .as_ref()
             .map(|a| a.authenticate(req));
+        self.auth_with(reply)
+    }
+
+    /// Tells the mechanism about `reply` (None: no authenticator); refusals fail here.
+    fn auth_with(&mut self, reply: Option<ZapReply>) -> Result<MechanismStatus, ProtoError> {
         if let Some(reply) = &reply {
             if let AuthOutcome::Refused { why, error_reason } = zap::outcome(reply) {
                 let err = ProtoError::AuthenticationFailed(why);
@@ -420,33 +428,78 @@ impl Handshake {
             };
             let mut status = mech.handle_raw(body);
             if let Ok(MechanismStatus::Authenticate(req)) = status {
+                if self.security.defer_auth {
+                    self.state = State::Authenticating(req);
+                    return Ok(false);
+                }
                 status = self.authenticate(&req);
                 if self.is_failed() {
                     return status.map(|_| true);
                 }
             }
-            match status {
-                Ok(MechanismStatus::InProgress) => continue,
-                Ok(MechanismStatus::Authenticate(_)) => {
-                    let e = ProtoError::UnexpectedCommand("ZAP".into());
-                    return Err(self.fail(e, None));
-                }
-                Ok(MechanismStatus::Ready(props)) => {
-                    let peer = match self.check_peer(props) {
-                        Ok(p) => p,
-                        Err(e) => return Err(self.fail(e, Some(REASON_INVALID_SOCKET_TYPE))),
-                    };
-                    self.state = State::Done(peer);
-                    return Ok(true);
-                }
-                Err(e @ (ProtoError::PeerError(_) | ProtoError::AuthenticationFailed(_))) => {
-                    return Err(self.fail(e, None))
-                }
-                Err(e @ ProtoError::MalformedMetadata) => {
-                    return Err(self.fail(e, Some("Malformed metadata")))
-                }
-                Err(e) => return Err(self.fail(e, Some("Protocol error"))),
+            if self.apply_status(status)? {
+                return Ok(true);
             }
+        }
+    }
+
+    /// Acts on a mechanism's answer; Ok(true) when the handshake is done.
+    fn apply_status(
+        &mut self,
+        status: Result<MechanismStatus, ProtoError>,
+    ) -> Result<bool, ProtoError> {
+        match status {
+            Ok(MechanismStatus::InProgress) => Ok(false),
+            Ok(MechanismStatus::Authenticate(_)) => {
+                let e = ProtoError::UnexpectedCommand("ZAP".into());
+                Err(self.fail(e, None))
+            }
+            Ok(MechanismStatus::Ready(props)) => {
+                let peer = match self.check_peer(props) {
+                    Ok(p) => p,
+                    Err(e) => return Err(self.fail(e, Some(REASON_INVALID_SOCKET_TYPE))),
+                };
+                self.state = State::Done(peer);
+                Ok(true)
+            }
+            Err(e @ (ProtoError::PeerError(_) | ProtoError::AuthenticationFailed(_))) => {
+                Err(self.fail(e, None))
+            }
+            Err(e @ ProtoError::MalformedMetadata) => Err(self.fail(e, Some("Malformed metadata"))),
+            Err(e) => Err(self.fail(e, Some("Protocol error"))),
+        }
+    }
+
+    /// With [`SecurityConfig::defer_auth`]: the request the engine must forward to the ZAP
+    /// handler (`inproc://zeromq.zap.01`) while [`Handshake::handle_input`] keeps answering
+    /// `InProgress` without consuming anything.
+    pub fn pending_auth(&self) -> Option<&ZapRequest> {
+        match &self.state {
+            State::Authenticating(req) => Some(req),
+            _ => None,
+        }
+    }
+
+    /// With [`SecurityConfig::defer_auth`]: the ZAP handler's reply to
+    /// [`Handshake::pending_auth`], or None when there is no ZAP handler (PLAIN then
+    /// refuses, CURVE accepts, as libzmq). Afterwards call [`Handshake::poll_output`] (WELCOME,
+    /// READY or ERROR) and [`Handshake::handle_input`] again with the connection's buffer:
+    /// bytes that arrived meanwhile are still in it. Errors if no request is pending.
+    pub fn resolve_auth(&mut self, reply: Option<ZapReply>) -> Result<HandshakeStatus, ProtoError> {
+        if !matches!(self.state, State::Authenticating(_)) {
+            return Err(ProtoError::UnexpectedCommand("ZAP reply".into()));
+        }
+        self.state = State::Mechanism;
+        let status = self.auth_with(reply);
+        if self.is_failed() {
+            return Err(status
+                .err()
+                .unwrap_or(ProtoError::AuthenticationFailed("refused".into())));
+        }
+        self.apply_status(status)?;
+        match &self.state {
+            State::Done(peer) => Ok(HandshakeStatus::Done(peer.clone())),
+            _ => Ok(HandshakeStatus::InProgress),
         }
     }
 

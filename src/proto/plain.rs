@@ -373,6 +373,7 @@ mod tests {
             authenticator: auth,
             zap_domain: "global".into(),
             peer_address: "10.0.0.7".into(),
+            defer_auth: false,
         })
     }
 

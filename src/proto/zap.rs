@@ -214,6 +214,13 @@ pub struct SecurityConfig {
     pub zap_domain: String,
     /// The peer's address as text, passed in every [`ZapRequest`].
     pub peer_address: String,
+    /// Leave authentication to the caller instead of calling `authenticator`: the handshake
+    /// pauses at [`Handshake::pending_auth`] until [`Handshake::resolve_auth`] (for an engine
+    /// that forwards requests to a ZAP handler asynchronously).
+    ///
+    /// [`Handshake::pending_auth`]: super::Handshake::pending_auth
+    /// [`Handshake::resolve_auth`]: super::Handshake::resolve_auth
+    pub defer_auth: bool,
 }
 
 impl std::fmt::Debug for SecurityConfig {
@@ -223,6 +230,7 @@ impl std::fmt::Debug for SecurityConfig {
             .field("authenticator", &self.authenticator.as_ref().map(|_| ".."))
             .field("zap_domain", &self.zap_domain)
             .field("peer_address", &self.peer_address)
+            .field("defer_auth", &self.defer_auth)
             .finish()
     }
 }
