@@ -103,8 +103,6 @@ pub(crate) struct SocketShared {
     pub socket_type: SocketType,
     pub signal: Arc<Signal>,
     pub monitor: crate::monitor::Monitor,
-    /// SUB/XSUB: the current subscriptions, for the engine to send to every new connection.
-    subscriptions: Mutex<crate::pattern::trie::Trie>,
     mailbox: Mutex<Vec<MailEvent>>,
     /// Set after a post, so the socket checks its mailbox without locking it.
     has_mail: std::sync::atomic::AtomicBool,
@@ -117,7 +115,6 @@ impl SocketShared {
             socket_type,
             signal: Arc::new(Signal::default()),
             monitor: Default::default(),
-            subscriptions: Mutex::new(crate::pattern::trie::Trie::new()),
             mailbox: Mutex::new(Vec::new()),
             has_mail: std::sync::atomic::AtomicBool::new(false),
         }
@@ -129,26 +126,6 @@ impl SocketShared {
         self.has_mail
             .store(true, std::sync::atomic::Ordering::Release);
         self.signal.raise();
-    }
-
-    /// Records a subscription (`[0x01, prefix]`) or cancel (`[0x00, prefix]`) message sent
-    /// by a SUB/XSUB socket.
-    pub fn note_subscription(&self, msg: &[u8]) {
-        let mut subs = lock(&self.subscriptions);
-        match msg.split_first() {
-            Some((1, prefix)) => {
-                subs.add(prefix);
-            }
-            Some((0, prefix)) => {
-                subs.remove(prefix);
-            }
-            _ => {}
-        }
-    }
-
-    /// Calls `f` with each distinct subscribed prefix.
-    pub fn for_each_subscription(&self, f: impl FnMut(&[u8])) {
-        lock(&self.subscriptions).for_each(f);
     }
 
     /// Called by the socket: take all queued events.

@@ -98,7 +98,6 @@ impl Core {
             Err(RecvError::State) => Err(Error::EFSM),
         }
     }
-
 }
 
 fn send_error(e: SendError) -> Error {
@@ -274,7 +273,12 @@ impl Socket {
         let pre_attach = !opts.immediate
             && matches!(
                 opts.socket_type,
-                SocketType::PUSH | SocketType::DEALER | SocketType::REQ | SocketType::PAIR
+                SocketType::PUSH
+                    | SocketType::DEALER
+                    | SocketType::REQ
+                    | SocketType::PAIR
+                    | SocketType::SUB
+                    | SocketType::XSUB
             );
         let pipes = if !pre_attach {
             None
@@ -352,8 +356,8 @@ impl Socket {
         if !core.out_admitted && !more {
             // A single-frame message: straight to the pattern, one pipe operation.
             let frame = msg.into_bytes();
-            if self.shared.socket_type == SocketType::XSUB {
-                self.shared.note_subscription(&frame);
+            if self.shared.socket_type == SocketType::XSUB && matches!(frame.first(), Some(0 | 1)) {
+                self.engine.subscription(self.shared.id, frame.clone());
             }
             core.process_mail(&self.shared);
             return self.deliver(&mut core, Msg::One(frame), flags, false);
@@ -374,8 +378,11 @@ impl Socket {
         }
         core.out_admitted = false;
         let frames = std::mem::take(&mut core.out_frames);
-        if self.shared.socket_type == SocketType::XSUB && frames.len() == 1 {
-            self.shared.note_subscription(&frames[0]);
+        if self.shared.socket_type == SocketType::XSUB
+            && frames.len() == 1
+            && matches!(frames[0].first(), Some(0 | 1))
+        {
+            self.engine.subscription(self.shared.id, frames[0].clone());
         }
         // Admitted: the pattern may exceed the HWM by this one message, and a pattern that
         // still refuses (ROUTER_MANDATORY to a full peer) makes a blocking send wait.
@@ -607,7 +614,9 @@ impl Socket {
     }
 
     fn pattern_opt(&self, opt: pattern::PatternOpt<'_>) -> Result<()> {
-        match self.core().pattern.set_opt(opt) {
+        let mut core = self.core();
+        core.process_mail(&self.shared);
+        match core.pattern.set_opt(opt) {
             Ok(()) => Ok(()),
             Err(_) => Err(Error::EINVAL),
         }
@@ -616,16 +625,16 @@ impl Socket {
     /// SUB: receive messages whose first frame starts with `prefix` (empty = everything).
     pub fn set_subscribe(&self, prefix: &[u8]) -> Result<()> {
         self.pattern_opt(pattern::PatternOpt::Subscribe(prefix))?;
-        self.shared
-            .note_subscription(&[&[1u8][..], prefix].concat());
+        let msg = [&[1u8][..], prefix].concat();
+        self.engine.subscription(self.shared.id, Bytes::from(msg));
         Ok(())
     }
 
     /// SUB: cancel one earlier `set_subscribe(prefix)`.
     pub fn set_unsubscribe(&self, prefix: &[u8]) -> Result<()> {
         self.pattern_opt(pattern::PatternOpt::Unsubscribe(prefix))?;
-        self.shared
-            .note_subscription(&[&[0u8][..], prefix].concat());
+        let msg = [&[0u8][..], prefix].concat();
+        self.engine.subscription(self.shared.id, Bytes::from(msg));
         Ok(())
     }
 

@@ -89,6 +89,12 @@ pub(crate) enum Cmd {
     },
     /// A pipe of session `id` changed (readable, writable, or closed by the socket).
     Notify(u64),
+    /// SUB/XSUB: a subscription (`[0x01, prefix]`) or cancel (`[0x00, prefix]`) to send to
+    /// every connected publisher, and to every one that connects later.
+    Subscription {
+        sock_id: u64,
+        msg: Bytes,
+    },
     /// Test hook: make the I/O thread panic (to test that sockets see ETERM).
     InjectPanic,
     CloseSocket {
@@ -156,6 +162,7 @@ impl EngineHandle {
             serial: 0,
             shutdown: false,
             scratch: Vec::new(),
+            subs: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("ferromq-io".into())
@@ -248,6 +255,11 @@ impl EngineHandle {
             bell: self.bell.clone(),
             id,
         })
+    }
+
+    /// SUB/XSUB: forwards a subscription change (see `Cmd::Subscription`).
+    pub fn subscription(&self, sock_id: u64, msg: Bytes) {
+        self.send(Cmd::Subscription { sock_id, msg });
     }
 
     /// Test hook: makes the I/O thread panic.
@@ -419,6 +431,8 @@ struct Engine {
     serial: u64,
     shutdown: bool,
     scratch: Vec<Msg>,
+    /// SUB/XSUB sockets' subscriptions (counted), sent to each new connection.
+    subs: HashMap<u64, crate::pattern::trie::Trie>,
 }
 
 fn ms(v: i32) -> Duration {
@@ -536,6 +550,41 @@ impl Engine {
                     for s in doomed {
                         self.remove_session(s);
                     }
+                }
+            }
+        }
+    }
+
+    /// Applies a SUB/XSUB subscription change and sends it to every connected publisher:
+    /// every subscribe (publishers keep a set per peer), a cancel only when the last count
+    /// of the prefix goes, as libzmq's XSUB does.
+    fn subscription(&mut self, sock_id: u64, msg: &[u8]) {
+        let Some((&kind, prefix)) = msg.split_first() else {
+            return;
+        };
+        let trie = self.subs.entry(sock_id).or_default();
+        let forward = match kind {
+            1 => {
+                trie.add(prefix);
+                true
+            }
+            0 => trie.remove(prefix),
+            _ => false,
+        };
+        if !forward {
+            return;
+        }
+        let conns: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.sock.id == sock_id)
+            .filter_map(|(_, s)| s.conn)
+            .collect();
+        for tok in conns {
+            if let Some(Io::Conn(c)) = self.io.get_mut(tok) {
+                if matches!(c.state, ConnState::Active) {
+                    encode_subscription(&mut c.enc, c.zmtp31, kind, prefix);
+                    self.drive(tok, false);
                 }
             }
         }
@@ -663,6 +712,7 @@ impl Engine {
                 }
             }
             Cmd::CloseSocket { sock_id, linger } => self.close_socket(sock_id, linger),
+            Cmd::Subscription { sock_id, msg } => self.subscription(sock_id, &msg),
             Cmd::Shutdown => self.shutdown = true,
             Cmd::InjectPanic => panic!("injected I/O thread panic (test hook)"),
         }
@@ -742,6 +792,7 @@ impl Engine {
     }
 
     fn close_socket(&mut self, sock_id: u64, linger: i32) {
+        self.subs.remove(&sock_id);
         let listeners: Vec<usize> = self
             .io
             .iter()
@@ -1111,19 +1162,10 @@ impl Engine {
                     if sends_subscriptions(sock.socket_type) {
                         // The I/O thread subscribes a new or reconnected publisher at once,
                         // without waiting for the user thread (no slow-joiner gap of ours).
-                        let zmtp31 = c.zmtp31;
-                        let enc = &mut c.enc;
-                        sock.for_each_subscription(|prefix| {
-                            let prefix = Bytes::copy_from_slice(prefix);
-                            if zmtp31 {
-                                enc.encode_command(&Command::Subscribe(prefix));
-                            } else {
-                                let mut m = BytesMut::with_capacity(prefix.len() + 1);
-                                m.extend_from_slice(&[1]);
-                                m.extend_from_slice(&prefix);
-                                enc.encode_frame(&m.freeze(), false);
-                            }
-                        });
+                        if let Some(trie) = self.subs.get(&sock.id) {
+                            let (zmtp31, enc) = (c.zmtp31, &mut c.enc);
+                            trie.for_each(|prefix| encode_subscription(enc, zmtp31, 1, prefix));
+                        }
                     }
                     let addr = c.peer.clone();
                     let serial = c.serial;
@@ -1320,6 +1362,23 @@ impl Engine {
     }
 }
 
+/// A subscription as a ZMTP 3.1 command, or in the message form for ZMTP 3.0 peers.
+fn encode_subscription(enc: &mut Encoder, zmtp31: bool, kind: u8, prefix: &[u8]) {
+    let prefix = Bytes::copy_from_slice(prefix);
+    if zmtp31 {
+        if kind == 1 {
+            enc.encode_command(&Command::Subscribe(prefix));
+        } else {
+            enc.encode_command(&Command::Cancel(prefix));
+        }
+    } else {
+        let mut m = BytesMut::with_capacity(prefix.len() + 1);
+        m.extend_from_slice(&[kind]);
+        m.extend_from_slice(&prefix);
+        enc.encode_frame(&m.freeze(), false);
+    }
+}
+
 /// Encodes queued messages and writes until the socket would block.
 fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::Result<(), Close> {
     let active = matches!(c.state, ConnState::Active);
@@ -1330,20 +1389,11 @@ fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::R
                 scratch.clear();
                 out.pop_batch(scratch, POP_BATCH);
                 for m in scratch.drain(..) {
-                    if subs && c.zmtp31 {
-                        if let Msg::One(b) = &m {
-                            match b.first() {
-                                Some(1) => {
-                                    c.enc.encode_command(&Command::Subscribe(b.slice(1..)));
-                                    continue;
-                                }
-                                Some(0) => {
-                                    c.enc.encode_command(&Command::Cancel(b.slice(1..)));
-                                    continue;
-                                }
-                                _ => {}
-                            }
-                        }
+                    if subs && matches!(&m, Msg::One(b) if matches!(b.first(), Some(0 | 1))) {
+                        // SUB/XSUB subscriptions are sent by the engine from its own
+                        // per-socket set (see `Engine::subscription`), in order with
+                        // handshakes; the pattern's copies are redundant here.
+                        continue;
                     }
                     let frames = m.frames();
                     let last = frames.len().saturating_sub(1);
