@@ -69,18 +69,23 @@ mod tests {
     use crate::{z85_decode, z85_encode};
 
     #[test]
-    fn libzmq_test_vector() {
-        // From libzmq's tests/test_security_curve.cpp: the server's key pair in z85.
-        let public = z85_decode("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7").unwrap();
-        let secret = z85_decode("JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6").unwrap();
-        let mut s = [0u8; 32];
-        s.copy_from_slice(&secret);
-        let pair = CurveKeyPair::from_secret_key(s);
-        assert_eq!(&pair.public_key[..], &public[..]);
-        assert_eq!(
-            z85_encode(&pair.public_key).unwrap(),
-            "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
-        );
+    fn zmq_curve_man_page_test_keys() {
+        // zmq_curve(7), "TEST KEY VALUES": the client's and the server's key pairs in Z85.
+        for (public, secret) in [
+            (
+                "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
+                "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs",
+            ),
+            (
+                "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+                "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6",
+            ),
+        ] {
+            let mut s = [0u8; 32];
+            s.copy_from_slice(&z85_decode(secret).unwrap());
+            let pair = CurveKeyPair::from_secret_key(s);
+            assert_eq!(z85_encode(&pair.public_key).unwrap(), public);
+        }
     }
 
     #[test]
