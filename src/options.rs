@@ -57,6 +57,9 @@ pub struct Options {
     pub heartbeat_ivl: i32,
     /// TTL announced in PINGs, in ms (0 = none).
     pub heartbeat_ttl: i32,
+    /// Most connections a bound socket accepts at once (0 = no limit, the default); more
+    /// are closed as soon as they are accepted. A ferromq extension.
+    pub max_connections: usize,
     /// ROUTER/DEALER: send an empty message first on every new connection.
     pub probe_router: bool,
     /// ROUTER: the routing id given to the peer of the next `connect` (then cleared).
@@ -64,6 +67,39 @@ pub struct Options {
     /// Time without traffic after a PING before the peer is declared dead, in ms
     /// (-1 = same as `heartbeat_ivl`).
     pub heartbeat_timeout: i32,
+    /// `ZMQ_AFFINITY` (stored only: one I/O thread per context; default 0).
+    pub affinity: u64,
+    /// `ZMQ_RATE`, multicast kbit/s (stored only; default 100).
+    pub rate: i32,
+    /// `ZMQ_RECOVERY_IVL`, multicast ms (stored only; default 10000).
+    pub recovery_ivl: i32,
+    /// `ZMQ_MULTICAST_HOPS` (stored only; default 1).
+    pub multicast_hops: i32,
+    /// `ZMQ_TOS`, IP type of service (stored only; default 0).
+    pub tos: i32,
+    /// `ZMQ_SOCKS_PROXY` (stored only; default empty).
+    pub socks_proxy: String,
+    /// `ZMQ_CONFLATE` (stored only; default false).
+    pub conflate: bool,
+    /// `ZMQ_MECHANISM`: the mechanism the security options select (default NULL).
+    pub mechanism: crate::Mechanism,
+    /// libzmq's `as_server`: the server role of PLAIN or CURVE (default false).
+    pub as_server: bool,
+    /// `ZMQ_PLAIN_USERNAME` (default empty).
+    pub plain_username: String,
+    /// `ZMQ_PLAIN_PASSWORD` (default empty).
+    pub plain_password: String,
+    /// `ZMQ_ZAP_DOMAIN` (default empty).
+    pub zap_domain: String,
+    /// `ZMQ_CURVE_PUBLICKEY`, raw (default all zero).
+    pub curve_publickey: [u8; 32],
+    /// `ZMQ_CURVE_SECRETKEY`, raw (default all zero).
+    pub curve_secretkey: [u8; 32],
+    /// `ZMQ_CURVE_SERVERKEY`, raw (default all zero).
+    pub curve_serverkey: [u8; 32],
+    /// `ZMQ_FD`: the notification descriptor, made by the first `Socket::get_fd` (default
+    /// none).
+    pub zmq_fd: Option<std::sync::Arc<crate::compat::ZmqFd>>,
 }
 
 impl Options {
@@ -96,6 +132,23 @@ impl Options {
             heartbeat_timeout: -1,
             connect_routing_id: None,
             probe_router: false,
+            max_connections: 0,
+            affinity: 0,
+            rate: 100,
+            recovery_ivl: 10_000,
+            multicast_hops: 1,
+            tos: 0,
+            socks_proxy: String::new(),
+            conflate: false,
+            mechanism: crate::Mechanism::ZMQ_NULL,
+            as_server: false,
+            plain_username: String::new(),
+            plain_password: String::new(),
+            zap_domain: String::new(),
+            curve_publickey: [0; 32],
+            curve_secretkey: [0; 32],
+            curve_serverkey: [0; 32],
+            zmq_fd: None,
         }
     }
 

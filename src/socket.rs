@@ -710,6 +710,19 @@ impl Socket {
         Ok(())
     }
 
+    /// Most connections this socket accepts at once on its bound endpoints (0 = no limit,
+    /// the default); extra connections are closed at once, with a log line. A ferromq
+    /// extension (libzmq has no such limit). Applies to later `bind` calls.
+    pub fn set_max_connections(&self, value: usize) -> Result<()> {
+        self.core().opts.max_connections = value;
+        Ok(())
+    }
+
+    /// See [`Socket::set_max_connections`].
+    pub fn get_max_connections(&self) -> Result<usize> {
+        Ok(self.core().opts.max_connections)
+    }
+
     /// `ZMQ_IPV6`: wildcard binds accept IPv6 too.
     pub fn set_ipv6(&self, value: bool) -> Result<()> {
         self.core().opts.ipv6 = value;

@@ -53,6 +53,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_HIGH: usize = 256 * 1024;
 /// Messages taken from a pipe per lock.
 const POP_BATCH: usize = 256;
+/// Pause before accepting again after EMFILE and the like.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Messages decoded before handing them to the socket under one pipe lock.
 const DECODE_BATCH: usize = 256;
 /// Slices per `writev`.
@@ -292,6 +294,8 @@ enum Timer {
     PingTimeout(usize, u64, Instant),
     /// The peer's PING TTL: the connection must have seen traffic within it.
     PeerTtl(usize, u64, Duration),
+    /// Retry accepting on a listener after running out of descriptors.
+    Accept(usize),
 }
 
 struct Listener {
@@ -526,6 +530,11 @@ impl Engine {
                     }
                 }
                 Timer::Ping(tok, serial) => self.heartbeat(tok, serial),
+                Timer::Accept(ltok) => {
+                    if matches!(self.io.get(ltok), Some(Io::Listener(_))) {
+                        self.accept(ltok);
+                    }
+                }
                 Timer::PingTimeout(tok, serial, sent) => {
                     let dead = matches!(self.io.get(tok), Some(Io::Conn(c))
                         if c.serial == serial && c.last_rx < sent);
@@ -986,6 +995,23 @@ impl Engine {
                     let sock = l.sock.clone();
                     let opts = l.opts.clone();
                     let endpoint = l.resolved.clone();
+                    if opts.max_connections > 0 {
+                        let open = self
+                            .sessions
+                            .iter()
+                            .filter(|(_, s)| {
+                                s.sock.id == sock.id && matches!(s.origin, Origin::Accepted { .. })
+                            })
+                            .count();
+                        if open >= opts.max_connections {
+                            log::warn!(
+                                "{endpoint}: refusing a connection from {addr}: \
+                                 {open} connections open (MAX_CONNECTIONS)"
+                            );
+                            drop(stream);
+                            continue;
+                        }
+                    }
                     emit_to(
                         &sock,
                         SocketEvent::ACCEPTED,
@@ -1023,6 +1049,14 @@ impl Engine {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("accept failed: {e}");
+                    if matches!(e.raw_os_error(), Some(23 | 24 | 105 | 12)) {
+                        // Out of descriptors or memory (ENFILE, EMFILE, ENOBUFS, ENOMEM):
+                        // the pending connection stays in the backlog, and with
+                        // edge-triggered polling nothing would retry it: try again shortly
+                        // instead of spinning.
+                        let at = Instant::now() + ACCEPT_BACKOFF;
+                        self.timers.push(Reverse((at, Timer::Accept(ltok))));
+                    }
                     emit_to(
                         &l.sock,
                         SocketEvent::ACCEPT_FAILED,
