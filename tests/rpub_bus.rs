@@ -383,11 +383,15 @@ fn throughput_plain_vs_reliable_under_loss() {
     let _publ = sender.join().unwrap();
     let plain_rate = got as f64 / plain.as_secs_f64();
 
+    let (t0, took0, _) = lossy_run(0.0, 0, n);
+    assert_eq!(t0.lost, 0, "{t0:?}");
+    let clean_rate = n as f64 / took0.as_secs_f64();
     let (t, took, dropped) = lossy_run(0.01, 0, n);
     assert_eq!(t.lost, 0, "{t:?}");
     let rel_rate = n as f64 / took.as_secs_f64();
     println!(
-        "FIGURE throughput plain_pubsub_0%_loss msgs={got}/{n} msgs_per_s={plain_rate:.0} | rpub_1%_loss msgs={n} shim_dropped={dropped} lost={} retransmitted={} msgs_per_s={rel_rate:.0} ratio={:.2}",
+        "FIGURE throughput plain_pubsub_0%_loss msgs={got}/{n} msgs_per_s={plain_rate:.0} | rpub_0%_loss msgs_per_s={clean_rate:.0} retransmitted={} | rpub_1%_loss msgs={n} shim_dropped={dropped} lost={} retransmitted={} msgs_per_s={rel_rate:.0} ratio_vs_plain={:.2}",
+        t0.retransmitted,
         t.lost,
         t.retransmitted,
         rel_rate / plain_rate
@@ -773,7 +777,7 @@ fn loss_on_one_publisher_does_not_stall_others() {
     // B and C delivered hundreds of messages while A was stuck.
     assert!(during[1] > 300 && during[2] > 300, "{during:?}");
     assert!(
-        pauses[1] < Duration::from_millis(500) && pauses[2] < Duration::from_millis(500),
+        pauses[1] < Duration::from_millis(800) && pauses[2] < Duration::from_millis(800),
         "{pauses:?}"
     );
     println!(

@@ -418,11 +418,22 @@ impl ReliablePublisher {
         frames.push(Bytes::from_static(OP_PUBLISH));
         frames.push(Bytes::copy_from_slice(stream));
         frames.extend(payload);
-        match send_frames(&tx, &frames, flags) {
-            Ok(()) => Ok(()),
-            Err(ZmqError::EAGAIN) => Err(BusError::Full),
-            Err(ZmqError::ETERM) => Err(BusError::Closed),
-            Err(e) => Err(e.into()),
+        loop {
+            // Non-blocking sends only: a multipart message is admitted at its first frame, so
+            // EAGAIN never leaves half a message queued.
+            match send_frames(&tx, &frames, DONTWAIT) {
+                Ok(()) => return Ok(()),
+                Err(ZmqError::EAGAIN) if flags & DONTWAIT != 0 => return Err(BusError::Full),
+                Err(ZmqError::EAGAIN) => {
+                    if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                        return Err(BusError::Closed);
+                    }
+                    // Wait for room, re-checking now and then that the thread still runs.
+                    let _ = tx.poll(crate::POLLOUT, 100);
+                }
+                Err(ZmqError::ETERM) => return Err(BusError::Closed),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -1031,21 +1042,31 @@ impl SubLoop {
     }
 
     fn run(&mut self, stop: &AtomicBool) {
-        let mut was_paused = false;
+        // The machine's clock stands still while the thread does not read (the application
+        // is behind): repair timers and publisher liveness must not run out because of our
+        // own stall, when replies and heartbeats are merely queued unread.
+        let mut paused_total = 0u64;
+        let mut paused_since: Option<u64> = None;
         while !stop.load(Ordering::SeqCst) {
             if !self.flush() {
                 return;
             }
-            let now = self.clock.now_ms();
+            let real = self.clock.now_ms();
             let paused = self.stash.is_some() && self.machine.queued() >= self.max_pending;
-            // Just resumed: read what queued up first, so a long application stall does not
-            // look like publisher silence.
-            let resumed = std::mem::replace(&mut was_paused, paused) && !paused;
-            if !paused && !resumed && self.machine.next_timer_at().is_some_and(|t| t <= now) {
+            match (paused, paused_since) {
+                (true, None) => paused_since = Some(real),
+                (false, Some(t)) => {
+                    paused_total = paused_total.saturating_add(real.saturating_sub(t));
+                    paused_since = None;
+                }
+                _ => {}
+            }
+            let now = real.saturating_sub(paused_total);
+            if !paused && self.machine.next_timer_at().is_some_and(|t| t <= now) {
                 self.send_requests(now);
             }
             if let Some(d) = self.disc.as_mut() {
-                let changes = d.tick(now);
+                let changes = d.tick(real);
                 for c in changes {
                     self.on_node_change(c);
                 }
@@ -1053,21 +1074,18 @@ impl SubLoop {
             if let Ok(mut s) = self.stats.lock() {
                 *s = self.machine.stats();
             }
-            let due = if paused {
-                Some(now.saturating_add(2))
-            } else {
-                min_opt(
-                    self.machine.next_timer_at(),
-                    self.disc.as_ref().and_then(DiscoveryLink::next_timer_at),
-                )
-            };
+            let mut timeout = poll_timeout(
+                real,
+                self.disc.as_ref().and_then(DiscoveryLink::next_timer_at),
+                1000,
+            );
+            if !paused {
+                timeout = timeout.min(poll_timeout(now, self.machine.next_timer_at(), 1000));
+            }
             // While the application channel is full, re-check it every 2 ms.
-            let due = if self.stash.is_some() {
-                min_opt(due, Some(now.saturating_add(2)))
-            } else {
-                due
-            };
-            let timeout = poll_timeout(now, due, 1000);
+            if self.stash.is_some() {
+                timeout = timeout.min(2);
+            }
             {
                 let mut items = vec![self.ctl.as_poll_item(POLLIN)];
                 if !paused {
@@ -1091,7 +1109,7 @@ impl SubLoop {
             if paused {
                 continue;
             }
-            let now = self.clock.now_ms();
+            let now = self.clock.now_ms().saturating_sub(paused_total);
             for _ in 0..BATCH {
                 match recv_frames(&self.sub) {
                     Ok(Some(frames)) => {

@@ -1,15 +1,19 @@
-//! Reliable PUB/SUB bus (RPUB/1): the sans-IO core.
+//! Reliable PUB/SUB bus (RPUB/1): the sans-IO core and its socket binding.
 //!
-//! Protocol: `zmtp-spec/reliable-pub.md`. Everything here is a pure state machine or codec:
-//! no sockets, threads or clocks. Time is passed in as `u64` milliseconds (callers SHOULD use
-//! a monotonic clock anchored to Unix time at start, so the same value can serve as the
-//! message timestamp).
+//! Protocol: `zmtp-spec/reliable-pub.md`. Everything but [`bus`] and [`service`] is a pure
+//! state machine or codec: no sockets, threads or clocks. Time is passed in as `u64`
+//! milliseconds (callers SHOULD use a monotonic clock anchored to Unix time at start, so the
+//! same value can serve as the message timestamp; [`bus::Clock`] does).
 //!
 //! - [`wire`]: encode/decode of every message;
 //! - [`retention`]: the publisher's retention ring and the [`retention::RetentionStore`] seam;
 //! - [`publisher`]: sequencing, heartbeats and budgeted, merged replay;
 //! - [`subscriber`]: per-(publisher, epoch, stream) state machines, repair, late join, events;
-//! - [`discovery`]: the lease table of a discovery instance and the client-side merge.
+//! - [`discovery`]: the lease table of a discovery instance and the client-side merge;
+//! - [`bus`]: the same machines on real sockets: [`bus::ReliablePublisher`] and
+//!   [`bus::ReliableSubscriber`], each driven by a background thread;
+//! - [`service`]: a discovery instance on a ROUTER + PUB ([`service::DiscoveryService`], the
+//!   `ferromq discovery` command) and the node/client side over DEALER + SUB.
 //!
 //! Wiring one publisher to one subscriber in memory (a socket binding does the same with a
 //! PUB/SUB pair for data and a ROUTER/DEALER pair for replay):

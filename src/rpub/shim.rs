@@ -20,6 +20,8 @@ const FLAG_MORE: u8 = 0x01;
 const FLAG_LONG: u8 = 0x02;
 const FLAG_COMMAND: u8 = 0x04;
 const GREETING_LEN: usize = 64;
+/// Largest frame the shim buffers (a test tool: larger frames end the connection).
+const MAX_FRAME: usize = 64 << 20;
 
 #[derive(Debug)]
 struct Ctl {
@@ -319,7 +321,9 @@ fn pump_down(server: &TcpStream, client: &TcpStream, st: &State) -> io::Result<(
             u64::from(b[0])
         };
         let size = usize::try_from(size)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
+            .ok()
+            .filter(|&n| n <= MAX_FRAME)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
         let start = msg.len();
         msg.push(flags);
         if flags & FLAG_LONG != 0 {

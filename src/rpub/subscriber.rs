@@ -180,6 +180,8 @@ struct Pending {
     attempts: u32,
     busy: u32,
     deadline: u64,
+    /// END arrived for it: re-request what is still missing at once.
+    ended: bool,
 }
 
 #[derive(Debug)]
@@ -246,6 +248,9 @@ struct StreamState {
     /// Every seq in `[next, requested_upto]` is buffered, lost or covered by a pending.
     requested_upto: u64,
     overflow: bool,
+    /// When the last retransmission of this stream arrived: while the publisher keeps
+    /// replaying this stream, requests queued behind others are not timed out.
+    last_progress: Option<u64>,
 }
 
 impl StreamState {
@@ -262,6 +267,7 @@ impl StreamState {
             pending: Vec::new(),
             requested_upto: 0,
             overflow: false,
+            last_progress: None,
         }
     }
 
@@ -461,6 +467,7 @@ impl StreamState {
                 attempts: 1,
                 busy: 0,
                 deadline: now.saturating_add(out.timeout(1)),
+                ended: false,
             });
             self.request(RequestKind::Range { from: a, to: b }, out);
         }
@@ -513,6 +520,7 @@ impl StreamState {
                 }
                 if m.retransmitted {
                     // The repair is progressing: do not time it out while data flows.
+                    self.last_progress = Some(now);
                     for p in &mut self.pending {
                         if (p.from..=p.to).contains(&seq) {
                             p.deadline =
@@ -549,6 +557,7 @@ impl StreamState {
         for p in &mut self.pending {
             if p.req_from == from && p.req_to == to {
                 p.deadline = now;
+                p.ended = true;
                 hit = true;
             }
         }
@@ -637,9 +646,20 @@ impl StreamState {
         let mut pending = std::mem::take(&mut self.pending);
         let mut new_lost = Vec::new();
         let mut resend = Vec::new();
+        let last_progress = self.last_progress;
         pending.retain_mut(|p| {
             if now < p.deadline {
                 return true;
+            }
+            // The publisher is still replaying this stream (its jobs are served round-robin,
+            // so this request may simply be queued): wait a full timeout after the last
+            // retransmission before spending an attempt.
+            if let Some(t) = last_progress.filter(|_| !p.ended) {
+                let floor = t.saturating_add(out.timeout(p.attempts));
+                if now < floor {
+                    p.deadline = floor;
+                    return true;
+                }
             }
             let runs = self.missing_runs(p.from.max(self.next), p.to);
             let (Some(first), Some(last)) = (runs.first(), runs.last()) else {
@@ -652,6 +672,7 @@ impl StreamState {
             }
             p.attempts += 1;
             p.busy = 0;
+            p.ended = false;
             p.from = a;
             p.to = b;
             p.req_from = a;
