@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod compat;
 mod context;
 mod curve_keys;
 mod engine;
@@ -48,6 +49,7 @@ mod socket;
 pub mod socket_type;
 pub mod z85;
 
+pub use compat::{has, Mechanism};
 pub use context::Context;
 pub use curve_keys::CurveKeyPair;
 pub use error::{Error, Result};
