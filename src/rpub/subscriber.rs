@@ -1962,6 +1962,52 @@ mod tests {
             .any(|d| matches!(d, Delivery::PublisherLost { .. })));
     }
 
+    /// While the publisher keeps retransmitting a stream, a request queued behind others is
+    /// not timed out (no attempt spent); END still re-requests what is missing at once.
+    #[test]
+    fn progressing_replay_defers_timeouts_but_end_does_not() {
+        use crate::rpub::wire::{DataMessage, FLAG_RETRANSMISSION};
+        let mut sub = sub_all(JoinPolicy::FromSeq(1));
+        let id = Id128([9; 16]);
+        let mut p = Publisher::with_ring(
+            id,
+            1,
+            PublisherConfig::default(),
+            RetentionLimits::default(),
+        );
+        let f: Vec<Vec<Bytes>> = (0..5)
+            .map(|_| p.publish(b"s", Bytes::new(), 0).unwrap())
+            .collect();
+        for i in [0, 2, 4] {
+            sub.handle_data(&f[i], 0).unwrap();
+        }
+        let reqs = sub.poll_timers(0);
+        assert_eq!(reqs.len(), 2, "{reqs:?}");
+        // seq 2 is retransmitted at t=150: the stream's replay progresses.
+        let mut m = DataMessage::decode(&f[1]).unwrap();
+        m.header.flags = FLAG_RETRANSMISSION;
+        sub.handle_reply(&ReplayReply::Retransmission(m), 150);
+        // [4,4] would time out at 200; progress defers it to 150 + 200.
+        assert!(sub.poll_timers(200).is_empty());
+        assert!(sub.poll_timers(349).is_empty());
+        let again = sub.poll_timers(350);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].kind, RequestKind::Range { from: 4, to: 4 });
+        // END with seq 4 still missing: re-requested at once, progress or not.
+        sub.handle_reply(
+            &ReplayReply::End {
+                publisher: id,
+                epoch: 1,
+                stream: Bytes::from_static(b"s"),
+                from: 4,
+                to: 4,
+            },
+            360,
+        );
+        assert_eq!(sub.poll_timers(360).len(), 1);
+        assert_eq!(sub.stats().lost, 0);
+    }
+
     /// Many subscribers losing the same messages send identical requests; the publisher
     /// serves them as one merged job, and every subscriber gets everything.
     #[test]
