@@ -918,6 +918,41 @@ fn discovery_publishers_connect_mode() {
     assert_eq!(t.delivered, 200);
 }
 
+/// Publisher-connects mode with direct endpoints (the 2013 design): the subscriber binds its
+/// SUB, the publisher's PUB connects to it (through a shim that then cuts the connection:
+/// the publisher reconnects and the subscriber repairs).
+#[test]
+fn publisher_connects_direct_mode() {
+    let ctx = Context::new();
+    let sub = ReliableSubscriber::start(
+        &ctx,
+        ReliableSubscriberConfig {
+            data_bind: vec![ANY.into()],
+            subscriptions: vec![(STREAM.to_vec(), JoinPolicy::FromSeq(1))],
+            protocol: sub_protocol(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let shim = Shim::start(&sub.data_endpoints()[0]).unwrap();
+    let p = start_pub(&ctx, |c| {
+        c.data_bind = vec![];
+        c.data_connect = vec![shim.endpoint()];
+    });
+    sub.add_replay_endpoint(&p.replay_endpoints()[0]).unwrap();
+    let mut t = Tally::default();
+    publish_n(&p, 200);
+    wait_covered(&mut t, &sub, &p, 200, 20);
+    shim.cut();
+    publish_n(&p, 300);
+    shim.restore();
+    wait_covered(&mut t, &sub, &p, 500, 20);
+    t.assert_clean("pub-connects direct");
+    assert_eq!(t.lost, 0);
+    assert_eq!(t.delivered, 500);
+    assert!(shim.accepted() >= 2, "the publisher reconnected");
+}
+
 /// (11) A plain libzmq SUB reads the data stream as ordinary multipart messages.
 #[test]
 fn plain_libzmq_sub_reads_the_data_stream() {

@@ -292,6 +292,8 @@ pub struct ReliablePublisher {
 
 const OP_PUBLISH: &[u8] = b"P";
 const OP_STOP: &[u8] = b"S";
+const OP_ADD_REPLAY: &[u8] = b"R";
+const OP_CONNECT_DATA: &[u8] = b"D";
 
 impl ReliablePublisher {
     /// Creates the sockets (binds happen here, so the endpoints are known on return) and
@@ -827,6 +829,27 @@ impl ReliableSubscriber {
         })
     }
 
+    fn control(&self, op: &'static [u8], endpoint: &str) -> Result<(), BusError> {
+        let ctl = self.ctl.lock().map_err(|_| BusError::Closed)?;
+        let frames = [
+            Bytes::from_static(op),
+            Bytes::copy_from_slice(endpoint.as_bytes()),
+        ];
+        send_frames(&ctl, &frames, 0)?;
+        Ok(())
+    }
+
+    /// Adds a publisher's replay endpoint at run time (one more DEALER), e.g. in
+    /// publisher-connects mode once the publisher is known.
+    pub fn add_replay_endpoint(&self, endpoint: &str) -> Result<(), BusError> {
+        self.control(OP_ADD_REPLAY, endpoint)
+    }
+
+    /// Connects the SUB to one more publisher data endpoint at run time.
+    pub fn connect_data(&self, endpoint: &str) -> Result<(), BusError> {
+        self.control(OP_CONNECT_DATA, endpoint)
+    }
+
     /// Publishers currently known from discovery (connected), sorted.
     pub fn discovered_publishers(&self) -> Vec<PublisherId> {
         self.discovered
@@ -1103,8 +1126,21 @@ impl SubLoop {
                     return;
                 }
             }
-            if let Ok(Some(_)) = recv_frames(&self.ctl) {
-                return;
+            while let Ok(Some(cmd)) = recv_frames(&self.ctl) {
+                let arg = cmd.get(1).and_then(|a| std::str::from_utf8(a).ok());
+                match (&cmd[0][..], arg) {
+                    (OP_ADD_REPLAY, Some(ep)) => {
+                        if let Err(e) = self.add_dealer(ep, None) {
+                            log::warn!("rpub subscriber: connect {ep}: {e}");
+                        }
+                    }
+                    (OP_CONNECT_DATA, Some(ep)) => {
+                        if let Err(e) = self.sub.connect(ep) {
+                            log::warn!("rpub subscriber: connect {ep}: {e}");
+                        }
+                    }
+                    _ => return,
+                }
             }
             if paused {
                 continue;
