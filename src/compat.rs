@@ -27,7 +27,7 @@ use crate::socket::Socket;
 /// CURVE handshake reads the socket options: storing keys that the handshake ignores would
 /// let a socket meant to be encrypted talk in clear. A libzmq built without CURVE also
 /// refuses these options with `EINVAL`.
-pub(crate) const HAS_CURVE: bool = false;
+pub(crate) const HAS_CURVE: bool = true;
 
 /// Returns whether this library has `capability`, as `zmq_has` does: `"ipc"` (yes),
 /// `"curve"` (see the crate docs), `"pgm"`, `"tipc"`, `"norm"`, `"vmci"`, `"gssapi"`,
@@ -478,11 +478,20 @@ impl ZmqFd {
     }
 }
 
+impl ZmqFd {
+    /// Discards what is pending: the descriptor is not readable until the next change.
+    /// `Socket::get_events` calling this first (as libzmq's `ZMQ_EVENTS` drains its
+    /// mailbox) would give level-triggered pollers libzmq's exact behaviour.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.reader).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
 impl Notify for ZmqFd {
     fn notify(&self) {
         // Keep at most one byte pending, then write a fresh one: a new edge each time.
-        let mut buf = [0u8; 64];
-        while matches!((&self.reader).read(&mut buf), Ok(n) if n > 0) {}
+        self.drain();
         let _ = (&self.writer).write(&[1]);
     }
 }
