@@ -60,6 +60,9 @@ pub struct Options {
     /// Most connections a bound socket accepts at once (0 = no limit, the default); more
     /// are closed as soon as they are accepted. A ferromq extension.
     pub max_connections: usize,
+    /// PLAIN/CURVE servers: who checks clients' credentials (see
+    /// [`crate::Socket::set_authenticator`]).
+    pub authenticator: Option<AuthHandle>,
     /// ROUTER/DEALER: send an empty message first on every new connection.
     pub probe_router: bool,
     /// ROUTER: the routing id given to the peer of the next `connect` (then cleared).
@@ -102,6 +105,16 @@ pub struct Options {
     pub zmq_fd: Option<std::sync::Arc<crate::compat::ZmqFd>>,
 }
 
+/// A shared authenticator, as options hold it.
+#[derive(Clone)]
+pub struct AuthHandle(pub std::sync::Arc<dyn crate::proto::Authenticator>);
+
+impl std::fmt::Debug for AuthHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Authenticator")
+    }
+}
+
 impl Options {
     /// libzmq's defaults for a socket of type `socket_type`.
     pub fn new(socket_type: SocketType) -> Options {
@@ -132,6 +145,7 @@ impl Options {
             heartbeat_timeout: -1,
             connect_routing_id: None,
             probe_router: false,
+            authenticator: None,
             max_connections: 0,
             affinity: 0,
             rate: 100,

@@ -710,6 +710,34 @@ impl Socket {
         Ok(())
     }
 
+    /// PLAIN/CURVE server: checks each client's credentials (what a ZAP handler does in
+    /// libzmq, without a socket). Any `Fn(&ZapRequest) -> ZapReply + Send + Sync` works;
+    /// it runs on the I/O thread during the handshake, so it must answer quickly. A PLAIN
+    /// server without one refuses every client, as libzmq without a ZAP handler does; a
+    /// CURVE server without one accepts any client key. Applies to later `bind` calls.
+    ///
+    /// ```
+    /// use ferromq::proto::{ZapReply, ZapRequest};
+    /// let ctx = ferromq::Context::new();
+    /// let server = ctx.socket(ferromq::PULL).unwrap();
+    /// server.set_plain_server(true).unwrap();
+    /// server
+    ///     .set_authenticator(|req: &ZapRequest| match req.credentials.as_slice() {
+    ///         [user, pass] if &user[..] == b"admin" && &pass[..] == b"secret" => {
+    ///             ZapReply::ok("admin")
+    ///         }
+    ///         _ => ZapReply::denied("bad credentials"),
+    ///     })
+    ///     .unwrap();
+    /// ```
+    pub fn set_authenticator(
+        &self,
+        auth: impl crate::proto::Authenticator + 'static,
+    ) -> Result<()> {
+        self.core().opts.authenticator = Some(crate::options::AuthHandle(Arc::new(auth)));
+        Ok(())
+    }
+
     /// Most connections this socket accepts at once on its bound endpoints (0 = no limit,
     /// the default); extra connections are closed at once, with a log line. A ferromq
     /// extension (libzmq has no such limit). Applies to later `bind` calls.

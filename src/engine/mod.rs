@@ -329,6 +329,54 @@ struct Conn {
     zmtp31: bool,
     /// Last time any byte arrived (heartbeats: any traffic counts as life).
     last_rx: Instant,
+    /// CURVE: boxes every frame after the handshake.
+    cipher: Option<crate::proto::FrameCipher>,
+}
+
+impl Conn {
+    /// Queues a command, boxed when the connection is encrypted.
+    fn send_command(&mut self, cmd: &Command) -> std::result::Result<(), Close> {
+        match &mut self.cipher {
+            None => self.enc.encode_command(cmd),
+            Some(cipher) => {
+                let mut body = BytesMut::new();
+                cmd.encode_body(&mut body);
+                let boxed = cipher.encrypt(&body, false, true).map_err(Close::Proto)?;
+                self.enc.encode_frame(&boxed, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one message frame, boxed when the connection is encrypted.
+    fn send_frame(&mut self, data: &Bytes, more: bool) -> std::result::Result<(), Close> {
+        match &mut self.cipher {
+            None => self.enc.encode_frame(data, more),
+            Some(cipher) => {
+                let boxed = cipher.encrypt(data, more, false).map_err(Close::Proto)?;
+                self.enc.encode_frame(&boxed, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// A subscription as a ZMTP 3.1 command, or in the message form for ZMTP 3.0 peers.
+    fn send_subscription(&mut self, kind: u8, prefix: &[u8]) -> std::result::Result<(), Close> {
+        let prefix = Bytes::copy_from_slice(prefix);
+        if self.zmtp31 {
+            let cmd = if kind == 1 {
+                Command::Subscribe(prefix)
+            } else {
+                Command::Cancel(prefix)
+            };
+            self.send_command(&cmd)
+        } else {
+            let mut m = BytesMut::with_capacity(prefix.len() + 1);
+            m.extend_from_slice(&[kind]);
+            m.extend_from_slice(&prefix);
+            self.send_frame(&m.freeze(), false)
+        }
+    }
 }
 
 enum Io {
@@ -592,7 +640,10 @@ impl Engine {
         for tok in conns {
             if let Some(Io::Conn(c)) = self.io.get_mut(tok) {
                 if matches!(c.state, ConnState::Active) {
-                    encode_subscription(&mut c.enc, c.zmtp31, kind, prefix);
+                    if let Err(e) = c.send_subscription(kind, prefix) {
+                        self.close_conn(tok, e);
+                        continue;
+                    }
                     self.drive(tok, false);
                 }
             }
@@ -615,10 +666,14 @@ impl Engine {
             ivl
         };
         let ttl = u16::try_from(opts.heartbeat_ttl / 100).unwrap_or(u16::MAX);
-        c.enc.encode_command(&Command::Ping {
+        let ping = Command::Ping {
             ttl_deciseconds: ttl,
             context: Bytes::new(),
-        });
+        };
+        if let Err(e) = c.send_command(&ping) {
+            self.close_conn(tok, e);
+            return;
+        }
         let now = Instant::now();
         self.add_timer(timeout, Timer::PingTimeout(tok, serial, now));
         self.add_timer(ivl, Timer::Ping(tok, serial));
@@ -975,6 +1030,7 @@ impl Engine {
             peer,
             zmtp31: true,
             last_rx: Instant::now(),
+            cipher: None,
         })));
         Some(tok)
     }
@@ -1084,6 +1140,9 @@ impl Engine {
             as_server: false,
             max_msg_size: opts.max_msg_size(),
         });
+        if let Some(sec) = security_config(opts, &c.peer) {
+            hs = hs.with_security(sec);
+        }
         hs.poll_output(&mut c.enc);
         c.state = ConnState::Handshaking(Box::new(hs));
         let serial = c.serial;
@@ -1185,20 +1244,26 @@ impl Engine {
             match status {
                 Ok(HandshakeStatus::InProgress) => return Ok(()),
                 Ok(HandshakeStatus::Done(peer)) => {
+                    c.cipher = hs.take_cipher();
                     c.state = ConnState::Active;
                     c.zmtp31 = peer.minor_version >= 1;
                     let s = c.session;
                     let sock = &self.sessions[s].sock;
                     if self.sessions[s].opts.probe_router {
                         // PROBE_ROUTER: an empty message before anything else.
-                        c.enc.encode_frame(&Bytes::new(), false);
+                        c.send_frame(&Bytes::new(), false)?;
                     }
                     if sends_subscriptions(sock.socket_type) {
                         // The I/O thread subscribes a new or reconnected publisher at once,
                         // without waiting for the user thread (no slow-joiner gap of ours).
                         if let Some(trie) = self.subs.get(&sock.id) {
-                            let (zmtp31, enc) = (c.zmtp31, &mut c.enc);
-                            trie.for_each(|prefix| encode_subscription(enc, zmtp31, 1, prefix));
+                            let mut res = Ok(());
+                            trie.for_each(|prefix| {
+                                if res.is_ok() {
+                                    res = c.send_subscription(1, prefix);
+                                }
+                            });
+                            res?;
                         }
                     }
                     let addr = c.peer.clone();
@@ -1229,10 +1294,21 @@ impl Engine {
         loop {
             let mut exhausted = false;
             while c.pending.len() < DECODE_BATCH {
-                let Some(frame) = c.dec.decode(&mut c.rbuf).map_err(Close::Proto)? else {
+                let Some(mut frame) = c.dec.decode(&mut c.rbuf).map_err(Close::Proto)? else {
                     exhausted = true;
                     break;
                 };
+                if let Some(cipher) = &mut c.cipher {
+                    let p = cipher.decrypt_frame(&frame).map_err(Close::Proto)?;
+                    frame = if p.command {
+                        Frame::Command(Command::parse(p.data).map_err(Close::Proto)?)
+                    } else {
+                        Frame::Message {
+                            data: p.data,
+                            more: p.more,
+                        }
+                    };
+                }
                 match frame {
                     Frame::Message { data, more } => {
                         if more {
@@ -1254,7 +1330,7 @@ impl Engine {
                             context,
                             ttl_deciseconds,
                         } => {
-                            c.enc.encode_command(&Command::Pong { context });
+                            c.send_command(&Command::Pong { context })?;
                             if ttl_deciseconds > 0 {
                                 let ttl = Duration::from_millis(u64::from(ttl_deciseconds) * 100);
                                 let (serial, at) = (c.serial, c.last_rx);
@@ -1310,6 +1386,12 @@ impl Engine {
         }
         let mut meta: Metadata = peer.metadata.clone();
         meta.insert("Peer-Address", Bytes::from(addr.into_bytes()));
+        if !peer.user_id.is_empty() {
+            meta.insert("User-Id", peer.user_id.clone());
+        }
+        for (name, value) in peer.zap_properties.iter() {
+            meta.insert(name, value.clone());
+        }
         let signal: Arc<dyn Notify> = sess.sock.signal.clone();
         let out = Arc::new(Pipe::new(
             Options::pipe_hwm(sess.opts.sndhwm),
@@ -1357,6 +1439,12 @@ impl Engine {
             let why = Some(reason.to_string());
             match (phase, &reason) {
                 (0, _) => {}
+                (1, Close::Proto(crate::proto::ProtoError::AuthenticationFailed(text))) => {
+                    // The ZAP status code leads the text ("400 ...").
+                    let status = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(400);
+                    sess.emit(SocketEvent::HANDSHAKE_FAILED_AUTH, status, why.clone());
+                    sess.emit(SocketEvent::DISCONNECTED, fd, why);
+                }
                 (1, Close::Proto(_) | Close::PeerError(_)) => {
                     sess.emit(
                         SocketEvent::HANDSHAKE_FAILED_PROTOCOL,
@@ -1396,21 +1484,31 @@ impl Engine {
     }
 }
 
-/// A subscription as a ZMTP 3.1 command, or in the message form for ZMTP 3.0 peers.
-fn encode_subscription(enc: &mut Encoder, zmtp31: bool, kind: u8, prefix: &[u8]) {
-    let prefix = Bytes::copy_from_slice(prefix);
-    if zmtp31 {
-        if kind == 1 {
-            enc.encode_command(&Command::Subscribe(prefix));
-        } else {
-            enc.encode_command(&Command::Cancel(prefix));
-        }
-    } else {
-        let mut m = BytesMut::with_capacity(prefix.len() + 1);
-        m.extend_from_slice(&[kind]);
-        m.extend_from_slice(&prefix);
-        enc.encode_frame(&m.freeze(), false);
-    }
+/// The PLAIN/CURVE configuration the socket's options select (`None` for NULL).
+fn security_config(opts: &Options, peer: &str) -> Option<crate::proto::SecurityConfig> {
+    use crate::proto::MechanismConfig as M;
+    let mechanism = match (opts.mechanism, opts.as_server) {
+        (crate::Mechanism::ZMQ_PLAIN, true) => M::PlainServer,
+        (crate::Mechanism::ZMQ_PLAIN, false) => M::PlainClient {
+            username: Bytes::copy_from_slice(opts.plain_username.as_bytes()),
+            password: Bytes::copy_from_slice(opts.plain_password.as_bytes()),
+        },
+        (crate::Mechanism::ZMQ_CURVE, true) => M::CurveServer {
+            secret_key: opts.curve_secretkey,
+        },
+        (crate::Mechanism::ZMQ_CURVE, false) => M::CurveClient {
+            server_key: opts.curve_serverkey,
+            secret_key: opts.curve_secretkey,
+        },
+        _ => return None,
+    };
+    Some(crate::proto::SecurityConfig {
+        mechanism,
+        authenticator: opts.authenticator.as_ref().map(|a| a.0.clone()),
+        zap_domain: opts.zap_domain.clone(),
+        peer_address: peer.to_string(),
+        defer_auth: false,
+    })
 }
 
 /// Encodes queued messages and writes until the socket would block.
@@ -1432,7 +1530,7 @@ fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::R
                     let frames = m.frames();
                     let last = frames.len().saturating_sub(1);
                     for (i, f) in frames.iter().enumerate() {
-                        c.enc.encode_frame(f, i < last);
+                        c.send_frame(f, i < last)?;
                     }
                 }
             }
