@@ -583,34 +583,45 @@ impl PubLoop {
         }
     }
 
-    /// Sends the backlog, then new replay traffic within the budget. A full peer stops the
-    /// turn (what it refused is retried first next time); a vanished peer's messages are
-    /// dropped (the subscriber re-requests).
+    /// Sends the backlog, then new replay traffic within the budget. A full peer
+    /// (ROUTER_MANDATORY says EAGAIN) keeps its messages, in order, for the next turn while
+    /// other peers are still served; new traffic is generated only while the backlog is
+    /// short. A vanished peer's messages are dropped (the subscriber re-requests).
     fn send_replay(&mut self, now: u64) {
         let mut sent = 0;
+        let mut blocked: Vec<Bytes> = Vec::new();
+        let mut parked: VecDeque<(Bytes, Vec<Bytes>)> = VecDeque::new();
         loop {
             while let Some((peer, frames)) = self.backlog.pop_front() {
+                if blocked.contains(&peer) {
+                    parked.push_back((peer, frames));
+                    continue;
+                }
                 let mut all = Vec::with_capacity(frames.len() + 1);
                 all.push(peer.clone());
                 all.extend(frames.iter().cloned());
                 match send_frames(&self.router, &all, DONTWAIT) {
                     Ok(()) => sent += 1,
                     Err(ZmqError::EAGAIN) => {
-                        self.backlog.push_front((peer, frames));
-                        return;
+                        blocked.push(peer.clone());
+                        parked.push_back((peer, frames));
                     }
                     Err(_) => {}
                 }
             }
-            if sent >= self.budget || !self.machine.has_pending_replay() {
-                return;
+            if sent >= self.budget
+                || parked.len() >= self.budget.saturating_mul(4)
+                || !self.machine.has_pending_replay()
+            {
+                break;
             }
             let batch = self.machine.poll_replay(now, self.budget - sent);
             if batch.is_empty() {
-                return;
+                break;
             }
             self.backlog.extend(batch);
         }
+        self.backlog = parked;
     }
 
     fn on_node_change(&mut self, c: super::discovery::NodeChange) {
