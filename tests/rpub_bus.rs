@@ -398,6 +398,57 @@ fn throughput_plain_vs_reliable_under_loss() {
     );
 }
 
+/// Two subscribers with loss, one of them stalled: replay to the stalled one parks at its
+/// (small) replay HWM without holding back the other; both end with nothing lost.
+#[test]
+fn stalled_subscriber_does_not_hold_back_replay_to_others() {
+    let ctx = Context::new();
+    let p = start_pub(&ctx, |c| c.replay_sndhwm = 20);
+    let shims: Vec<Shim> = (0..2)
+        .map(|i| {
+            let s = Shim::start(&p.data_endpoints()[0]).unwrap();
+            s.set_seed(77 + i);
+            s.set_drop_rate(0.02);
+            s
+        })
+        .collect();
+    let fast = start_sub(
+        &ctx,
+        vec![shims[0].endpoint()],
+        p.replay_endpoints().to_vec(),
+        JoinPolicy::FromSeq(1),
+        |_| {},
+    );
+    let slow = start_sub(
+        &ctx,
+        vec![shims[1].endpoint()],
+        p.replay_endpoints().to_vec(),
+        JoinPolicy::FromSeq(1),
+        |c| {
+            c.channel = 8;
+            c.max_pending = 16;
+        },
+    );
+    let n = 3000;
+    publish_n(&p, n);
+    let mut tf = Tally::default();
+    let fast_took = wait_covered(&mut tf, &fast, &p, n, 30);
+    let mut ts = Tally::default();
+    let slow_took = wait_covered(&mut ts, &slow, &p, n, 60);
+    for (t, what) in [(&tf, "fast"), (&ts, "slow")] {
+        t.assert_clean(what);
+        assert_eq!(t.lost, 0, "{what}: {t:?}");
+        assert_eq!(t.delivered, n);
+    }
+    println!(
+        "FIGURE two_subscribers one_stalled published={n} fast_ms={} fast_retransmitted={} slow_catch_up_ms={} slow_retransmitted={} lost=0 duplicates=0",
+        fast_took.as_millis(),
+        tf.retransmitted,
+        slow_took.as_millis(),
+        ts.retransmitted
+    );
+}
+
 /// (3) The last message before an idle period is lost: the next heartbeat reveals it and it
 /// is repaired within about two heartbeat intervals.
 #[test]
