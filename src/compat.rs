@@ -30,8 +30,9 @@ use crate::socket::Socket;
 pub(crate) const HAS_CURVE: bool = true;
 
 /// Returns whether this library has `capability`, as `zmq_has` does: `"ipc"` (yes),
-/// `"curve"` (see the crate docs), `"pgm"`, `"tipc"`, `"norm"`, `"vmci"`, `"gssapi"`,
-/// `"draft"` (no). Like `zmq_has`, any other name (`"tcp"` too: it is not a capability
+/// `"curve"` (not until the CURVE handshake reads the `CURVE_*` socket options, which fail
+/// with `EINVAL` meanwhile), `"pgm"`, `"tipc"`, `"norm"`, `"vmci"`, `"gssapi"`, `"draft"`
+/// (no). Like `zmq_has`, any other name (`"tcp"` too: it is not a capability
 /// name) gives `false`. Always `Some`, as in the `zmq` crate 0.10.
 ///
 /// ```
