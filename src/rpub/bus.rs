@@ -26,7 +26,7 @@
 //! happens in the thread, in queue order. The PUB socket itself never blocks: a slow
 //! subscriber's messages are dropped at its HWM and repaired later from retention.
 //! On the subscriber, deliveries wait in a bounded channel (`channel`, default 1024) and then
-//! in the sans-IO queue; when that queue reaches `max_pending` (default 4096) the thread stops
+//! in the sans-IO queue; when that queue reaches `max_pending` (default 16 384) the thread stops
 //! reading its sockets until the application catches up (the PUB then drops at the HWM and
 //! the subscriber repairs later — no message is lost while retention lasts).
 //!
@@ -691,7 +691,9 @@ pub struct ReliableSubscriberConfig {
     pub protocol: SubscriberConfig,
     /// Deliveries buffered between the thread and `recv` (default 1024).
     pub channel: usize,
-    /// Sans-IO queue length at which the thread stops reading sockets (default 4096).
+    /// Sans-IO queue length at which the thread stops reading sockets (default 16 384; above
+    /// `protocol.slow_consumer_threshold`, so `SlowConsumer` is reported before reading
+    /// stops).
     pub max_pending: usize,
     /// SUB receive HWM (default 1000, as libzmq).
     pub rcvhwm: i32,
@@ -713,7 +715,7 @@ impl Default for ReliableSubscriberConfig {
             subscriptions: Vec::new(),
             protocol: SubscriberConfig::default(),
             channel: 1024,
-            max_pending: 4096,
+            max_pending: 16_384,
             rcvhwm: 1000,
             reconnect_ivl_ms: 100,
             cursor_file: None,
