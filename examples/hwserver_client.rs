@@ -16,7 +16,9 @@ fn server(ctx: zmq::Context, ready: mpsc::Sender<String>) -> Result<(), zmq::Err
     rep.set_linger(0)?;
     rep.bind("tcp://127.0.0.1:*")?;
     let endpoint = rep.get_last_endpoint()?.expect("utf-8 endpoint");
-    ready.send(endpoint).expect("main thread waits for the endpoint");
+    ready
+        .send(endpoint)
+        .expect("main thread waits for the endpoint");
     for _ in 0..REQUESTS {
         let request = rep.recv_string(0)?.expect("utf-8 request");
         println!("server: received {request:?}");

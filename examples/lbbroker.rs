@@ -88,7 +88,11 @@ fn main() -> Result<(), zmq::Error> {
             backend.as_poll_item(zmq::POLLIN),
             frontend.as_poll_item(zmq::POLLIN),
         ];
-        let polled = if idle.is_empty() { &mut items[..1] } else { &mut items[..] };
+        let polled = if idle.is_empty() {
+            &mut items[..1]
+        } else {
+            &mut items[..]
+        };
         if zmq::poll(polled, 5000)? == 0 {
             panic!("broker idle for 5 s with {replies}/{CLIENTS} replies");
         }

@@ -72,7 +72,10 @@ fn client(ctx: zmq::Context, id: usize, frontend: String) -> Result<(), zmq::Err
     for n in 0..REQUESTS_PER_CLIENT {
         req.send(format!("request {n} of client {id}").as_bytes(), 0)?;
         let reply = req.recv_string(0)?.expect("utf-8");
-        assert!(reply.starts_with(&format!("request {n} of client {id} ")), "{reply}");
+        assert!(
+            reply.starts_with(&format!("request {n} of client {id} ")),
+            "{reply}"
+        );
         println!("client {id}: {reply}");
     }
     Ok(())

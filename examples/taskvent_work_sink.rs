@@ -65,7 +65,10 @@ fn main() -> Result<(), zmq::Error> {
     let mut warmed = [false; WORKERS];
     let start = Instant::now();
     while !warmed.iter().all(|w| *w) {
-        assert!(start.elapsed() < Duration::from_secs(10), "workers did not connect");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "workers did not connect"
+        );
         ventilator.send("0", 0)?;
         let r = sink.recv_string(0)?.expect("utf-8");
         let id: usize = r.split(':').next().unwrap().parse().unwrap();

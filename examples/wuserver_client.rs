@@ -24,7 +24,11 @@ impl Rng {
     }
 }
 
-fn server(ctx: zmq::Context, ready: mpsc::Sender<String>, stop: Arc<AtomicBool>) -> Result<u64, zmq::Error> {
+fn server(
+    ctx: zmq::Context,
+    ready: mpsc::Sender<String>,
+    stop: Arc<AtomicBool>,
+) -> Result<u64, zmq::Error> {
     let publisher = ctx.socket(zmq::PUB)?;
     publisher.set_linger(0)?;
     publisher.bind("tcp://127.0.0.1:*")?;
@@ -69,8 +73,15 @@ fn main() -> Result<(), zmq::Error> {
     for _ in 0..UPDATES {
         let update = subscriber.recv_string(0)?.expect("utf-8 update");
         let mut fields = update.split_whitespace();
-        assert_eq!(fields.next(), Some(ZIP), "the filter let through {update:?}");
-        total += fields.next().and_then(|t| t.parse::<i64>().ok()).expect("temperature");
+        assert_eq!(
+            fields.next(),
+            Some(ZIP),
+            "the filter let through {update:?}"
+        );
+        total += fields
+            .next()
+            .and_then(|t| t.parse::<i64>().ok())
+            .expect("temperature");
     }
     stop.store(true, Ordering::Relaxed);
     let published = server.join().expect("server thread")?;

@@ -57,7 +57,10 @@ macro_rules! sync_sub {
         let fence = [topic, b"#fence"].concat();
         let start = std::time::Instant::now();
         loop {
-            assert!(start.elapsed() < std::time::Duration::from_secs(10), "subscription never took effect");
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "subscription never took effect"
+            );
             $publ.send(&probe[..], 0).unwrap();
             if $sub.poll($sub_crate::POLLIN, 20).unwrap() > 0 {
                 break;
@@ -111,7 +114,10 @@ macro_rules! req_rep {
             rep.send_multipart([&b"r"[..], &[i][..]], 0).unwrap();
             assert_eq!(req.recv_multipart(0).unwrap(), frames(&[b"r", &[i]]));
         }
-        assert_eq!(req.send("x", 0).and_then(|_| req.send("y", 0)), Err($a::Error::EFSM));
+        assert_eq!(
+            req.send("x", 0).and_then(|_| req.send("y", 0)),
+            Err($a::Error::EFSM)
+        );
     }};
 }
 
@@ -124,8 +130,13 @@ macro_rules! req_router {
         let router = sock!(cb, $b::ROUTER);
         link!(req, router, $a_binds);
         req.send_multipart(["hello", "world"], 0).unwrap();
-        assert_eq!(router.recv_multipart(0).unwrap(), frames(&[b"client-1", b"", b"hello", b"world"]));
-        router.send_multipart(["client-1", "", "re", "ply"], 0).unwrap();
+        assert_eq!(
+            router.recv_multipart(0).unwrap(),
+            frames(&[b"client-1", b"", b"hello", b"world"])
+        );
+        router
+            .send_multipart(["client-1", "", "re", "ply"], 0)
+            .unwrap();
         assert_eq!(req.recv_multipart(0).unwrap(), frames(&[b"re", b"ply"]));
     }};
 }
@@ -137,10 +148,15 @@ macro_rules! dealer_rep {
         let dealer = sock!(ca, $a::DEALER);
         let rep = sock!(cb, $b::REP);
         link!(dealer, rep, $a_binds);
-        dealer.send_multipart([&b"hop2"[..], b"hop1", b"", b"body", b""], 0).unwrap();
+        dealer
+            .send_multipart([&b"hop2"[..], b"hop1", b"", b"body", b""], 0)
+            .unwrap();
         assert_eq!(rep.recv_multipart(0).unwrap(), frames(&[b"body", b""]));
         rep.send_multipart(["answer"], 0).unwrap();
-        assert_eq!(dealer.recv_multipart(0).unwrap(), frames(&[b"hop2", b"hop1", b"", b"answer"]));
+        assert_eq!(
+            dealer.recv_multipart(0).unwrap(),
+            frames(&[b"hop2", b"hop1", b"", b"answer"])
+        );
     }};
 }
 
@@ -153,14 +169,24 @@ macro_rules! dealer_router {
         let router = sock!(cb, $b::ROUTER);
         link!(dealer, router, $a_binds);
         for i in 0..50u8 {
-            dealer.send_multipart([&b"x"[..], b"", &[i][..]], 0).unwrap();
+            dealer
+                .send_multipart([&b"x"[..], b"", &[i][..]], 0)
+                .unwrap();
         }
         for i in 0..50u8 {
-            assert_eq!(router.recv_multipart(0).unwrap(), frames(&[b"dealer-id", b"x", b"", &[i]]));
-            router.send_multipart([&b"dealer-id"[..], b"y", b"", &[i][..]], 0).unwrap();
+            assert_eq!(
+                router.recv_multipart(0).unwrap(),
+                frames(&[b"dealer-id", b"x", b"", &[i]])
+            );
+            router
+                .send_multipart([&b"dealer-id"[..], b"y", b"", &[i][..]], 0)
+                .unwrap();
         }
         for i in 0..50u8 {
-            assert_eq!(dealer.recv_multipart(0).unwrap(), frames(&[b"y", b"", &[i]]));
+            assert_eq!(
+                dealer.recv_multipart(0).unwrap(),
+                frames(&[b"y", b"", &[i]])
+            );
         }
     }};
 }
@@ -179,16 +205,25 @@ macro_rules! router_router {
         link!(ra, rb, $a_binds);
         if $a_binds {
             router_send_when_attached!($b, rb, vec![&b"RA"[..], b"from-b", b""]);
-            assert_eq!(ra.recv_multipart(0).unwrap(), frames(&[b"RB", b"from-b", b""]));
+            assert_eq!(
+                ra.recv_multipart(0).unwrap(),
+                frames(&[b"RB", b"from-b", b""])
+            );
             ra.send_multipart(["RB", "from-a"], 0).unwrap();
             assert_eq!(rb.recv_multipart(0).unwrap(), frames(&[b"RA", b"from-a"]));
         } else {
             router_send_when_attached!($a, ra, vec![&b"RB"[..], b"from-a", b""]);
-            assert_eq!(rb.recv_multipart(0).unwrap(), frames(&[b"RA", b"from-a", b""]));
+            assert_eq!(
+                rb.recv_multipart(0).unwrap(),
+                frames(&[b"RA", b"from-a", b""])
+            );
             rb.send_multipart(["RA", "from-b"], 0).unwrap();
             assert_eq!(ra.recv_multipart(0).unwrap(), frames(&[b"RB", b"from-b"]));
         }
-        assert_eq!(ra.send_multipart(["nobody", "x"], 0), Err($a::Error::EHOSTUNREACH));
+        assert_eq!(
+            ra.send_multipart(["nobody", "x"], 0),
+            Err($a::Error::EHOSTUNREACH)
+        );
     }};
 }
 
@@ -211,7 +246,10 @@ macro_rules! pub_sub {
         publ.send_multipart(["X", "A-in-frame-2"], 0).unwrap();
         publ.send("C-1", 0).unwrap();
         assert_eq!(sub.recv_multipart(0).unwrap(), frames(&[b"A-1"]));
-        assert_eq!(sub.recv_multipart(0).unwrap(), frames(&[b"A-multi", b"", b"part3"]));
+        assert_eq!(
+            sub.recv_multipart(0).unwrap(),
+            frames(&[b"A-multi", b"", b"part3"])
+        );
         assert_eq!(sub.recv_multipart(0).unwrap(), frames(&[b"C-1"]));
         sub.set_unsubscribe(b"A").unwrap();
         publ.send("A-2", 0).unwrap();
@@ -231,7 +269,10 @@ macro_rules! xpub_sub {
         assert_eq!(recv_poking!($a, xpub, sub), b"\x01news");
         xpub.send("sport-1", 0).unwrap();
         xpub.send_multipart(["news-1", "body"], 0).unwrap();
-        assert_eq!(sub.recv_multipart(0).unwrap(), frames(&[b"news-1", b"body"]));
+        assert_eq!(
+            sub.recv_multipart(0).unwrap(),
+            frames(&[b"news-1", b"body"])
+        );
         sub.set_unsubscribe(b"news").unwrap();
         assert_eq!(xpub.recv_bytes(0).unwrap(), b"\x00news");
         sub.set_subscribe(b"").unwrap();
@@ -273,7 +314,10 @@ macro_rules! xpub_xsub {
         xsub.send(&b"\x01A"[..], 0).unwrap();
         assert_eq!(recv_poking!($a, xpub, xsub), b"\x01A");
         xsub.send_multipart(["upstream", "data"], 0).unwrap();
-        assert_eq!(xpub.recv_multipart(0).unwrap(), frames(&[b"upstream", b"data"]));
+        assert_eq!(
+            xpub.recv_multipart(0).unwrap(),
+            frames(&[b"upstream", b"data"])
+        );
         for m in ["A1", "B1", "A2"] {
             xpub.send(m, 0).unwrap();
         }
