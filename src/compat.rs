@@ -5,9 +5,10 @@
 //!
 //! Options that ferromq does not act on are stored and read back exactly as libzmq 4.3 does
 //! (same defaults, same accepted values, `EINVAL` for the others); `docs/zmq-api.md` lists
-//! which ones. Options of capabilities that ferromq lacks (GSSAPI; CURVE until the
-//! handshake is wired to the socket options, see [`HAS_CURVE`]) fail with `EINVAL`, as they
-//! do in a libzmq built without them.
+//! which ones. The security options (PLAIN, CURVE, ZAP domain) are stored here with
+//! libzmq's rules and read by the engine when it builds a connection's handshake. Options of
+//! capabilities that ferromq lacks (GSSAPI) fail with `EINVAL`, as they do in a libzmq
+//! built without them.
 
 use std::ffi::c_void;
 use std::io::{Read, Write};
@@ -23,20 +24,18 @@ use crate::pattern::Notify;
 use crate::poll::PollEvents;
 use crate::socket::Socket;
 
-/// Whether the CURVE options are accepted (and `has("curve")` is true). False until the
-/// CURVE handshake reads the socket options: storing keys that the handshake ignores would
-/// let a socket meant to be encrypted talk in clear. A libzmq built without CURVE also
-/// refuses these options with `EINVAL`.
+/// Whether the CURVE options are accepted (and `has("curve")` is true). When false, every
+/// CURVE option fails with `EINVAL`, as in a libzmq built without CURVE: never store keys
+/// that the handshake would ignore, or a socket meant to be encrypted would talk in clear.
 pub(crate) const HAS_CURVE: bool = true;
 
 /// Returns whether this library has `capability`, as `zmq_has` does: `"ipc"` (yes),
-/// `"curve"` (not until the CURVE handshake reads the `CURVE_*` socket options, which fail
-/// with `EINVAL` meanwhile), `"pgm"`, `"tipc"`, `"norm"`, `"vmci"`, `"gssapi"`, `"draft"`
-/// (no). Like `zmq_has`, any other name (`"tcp"` too: it is not a capability
+/// `"curve"` (yes), `"pgm"`, `"tipc"`, `"norm"`, `"vmci"`, `"gssapi"`, `"draft"` (no). Like `zmq_has`, any other name (`"tcp"` too: it is not a capability
 /// name) gives `false`. Always `Some`, as in the `zmq` crate 0.10.
 ///
 /// ```
 /// assert_eq!(ferromq::has("ipc"), Some(true));
+/// assert_eq!(ferromq::has("curve"), Some(true));
 /// assert_eq!(ferromq::has("gssapi"), Some(false));
 /// ```
 pub fn has(capability: &str) -> Option<bool> {
@@ -261,15 +260,13 @@ impl Socket {
         self.set_opt(valid, |o| o.zap_domain = value.to_owned())
     }
 
-    /// `ZMQ_CURVE_SERVER`: true if CURVE is selected in the server role. `EINVAL` while
-    /// `has("curve")` is false.
+    /// `ZMQ_CURVE_SERVER`: true if CURVE is selected in the server role.
     pub fn is_curve_server(&self) -> Result<bool> {
         need_curve()?;
         self.get_opt(|o| o.as_server && o.mechanism == Mechanism::ZMQ_CURVE)
     }
 
-    /// `ZMQ_CURVE_SERVER`: true selects CURVE as server, false selects NULL. `EINVAL` while
-    /// `has("curve")` is false.
+    /// `ZMQ_CURVE_SERVER`: true selects CURVE as server, false selects NULL.
     pub fn set_curve_server(&self, value: bool) -> Result<()> {
         need_curve()?;
         self.set_opt(true, |o| {
@@ -282,15 +279,14 @@ impl Socket {
         })
     }
 
-    /// `ZMQ_CURVE_PUBLICKEY`, 32 raw bytes (all zero until set). `EINVAL` while
-    /// `has("curve")` is false.
+    /// `ZMQ_CURVE_PUBLICKEY`, 32 raw bytes (all zero until set).
     pub fn get_curve_publickey(&self) -> Result<Vec<u8>> {
         need_curve()?;
         self.get_opt(|o| o.curve_publickey.to_vec())
     }
 
-    /// `ZMQ_CURVE_PUBLICKEY`: 32 raw bytes or 40 Z85 characters; selects CURVE. `EINVAL`
-    /// while `has("curve")` is false.
+    /// `ZMQ_CURVE_PUBLICKEY`: 32 raw bytes, or 40 Z85 characters (and an optional NUL);
+    /// selects CURVE.
     pub fn set_curve_publickey(&self, value: &[u8]) -> Result<()> {
         need_curve()?;
         let key = curve_key(value)?;
@@ -300,15 +296,14 @@ impl Socket {
         })
     }
 
-    /// `ZMQ_CURVE_SECRETKEY`, 32 raw bytes (all zero until set). `EINVAL` while
-    /// `has("curve")` is false.
+    /// `ZMQ_CURVE_SECRETKEY`, 32 raw bytes (all zero until set).
     pub fn get_curve_secretkey(&self) -> Result<Vec<u8>> {
         need_curve()?;
         self.get_opt(|o| o.curve_secretkey.to_vec())
     }
 
-    /// `ZMQ_CURVE_SECRETKEY`: 32 raw bytes or 40 Z85 characters; selects CURVE. `EINVAL`
-    /// while `has("curve")` is false.
+    /// `ZMQ_CURVE_SECRETKEY`: 32 raw bytes, or 40 Z85 characters (and an optional NUL);
+    /// selects CURVE.
     pub fn set_curve_secretkey(&self, value: &[u8]) -> Result<()> {
         need_curve()?;
         let key = curve_key(value)?;
@@ -318,15 +313,14 @@ impl Socket {
         })
     }
 
-    /// `ZMQ_CURVE_SERVERKEY`, 32 raw bytes (all zero until set). `EINVAL` while
-    /// `has("curve")` is false.
+    /// `ZMQ_CURVE_SERVERKEY`, 32 raw bytes (all zero until set).
     pub fn get_curve_serverkey(&self) -> Result<Vec<u8>> {
         need_curve()?;
         self.get_opt(|o| o.curve_serverkey.to_vec())
     }
 
-    /// `ZMQ_CURVE_SERVERKEY`: 32 raw bytes or 40 Z85 characters; selects CURVE as client.
-    /// `EINVAL` while `has("curve")` is false.
+    /// `ZMQ_CURVE_SERVERKEY`: 32 raw bytes, or 40 Z85 characters (and an optional NUL);
+    /// selects CURVE as client.
     pub fn set_curve_serverkey(&self, value: &[u8]) -> Result<()> {
         need_curve()?;
         let key = curve_key(value)?;
