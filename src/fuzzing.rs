@@ -58,28 +58,32 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Splits `data` into chunks whose sizes come from a small schedule: the low three bits of the
-/// first byte give the number of schedule entries (1 to 8), the following bytes give each chunk size (a zero
-/// entry means "everything left"). The rest is the payload, delivered in those chunk sizes
-/// cyclically. Returns `(payload, schedule)`.
-fn chunk_schedule(data: &[u8]) -> (&[u8], Vec<usize>) {
+/// Cuts `data` into the chunks a reader would see: the low three bits of the first byte give
+/// the number of chunk sizes (1 to 8), the following bytes give each size (0 means
+/// "everything left"); the rest is the payload, cut in those sizes cyclically.
+fn chunks(data: &[u8]) -> Vec<&[u8]> {
     let mut input = Input::new(data);
     let entries = usize::from(input.byte() & 0x07) + 1;
-    let schedule = input
+    let sizes: Vec<usize> = input
         .take(entries)
         .iter()
         .map(|&b| if b == 0 { usize::MAX } else { usize::from(b) })
-        .collect::<Vec<_>>();
-    let schedule = if schedule.is_empty() {
-        vec![usize::MAX]
-    } else {
-        schedule
-    };
-    (input.data, schedule)
+        .collect();
+    let mut rest = input.data;
+    let mut out = Vec::new();
+    for &size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (chunk, tail) = rest.split_at(size.min(rest.len()));
+        out.push(chunk);
+        rest = tail;
+    }
+    out
 }
 
 /// Feeds `data` to a [`Decoder`] in chunks whose sizes are derived from the first bytes (see
-/// `chunk_schedule`; bit `0x80` of the first byte selects no MAXMSGSIZE instead of
+/// `chunks`; bit `0x80` of the first byte selects no MAXMSGSIZE instead of
 /// [`FUZZ_MAX_MSG_SIZE`]), decoding all whole frames after each chunk, until the
 /// decoder reports an error or the input is exhausted. Then encodes the decoded frames again
 /// and checks they decode to the same frames (the codec round trip).
@@ -92,17 +96,10 @@ pub fn decode_frames(data: &[u8]) -> u64 {
     } else {
         Some(FUZZ_MAX_MSG_SIZE)
     };
-    let (payload, schedule) = chunk_schedule(data);
     let mut decoder = Decoder::new(max);
     let mut buf = BytesMut::new();
-    let mut rest = payload;
     let mut frames = Vec::new();
-    'feed: for &size in schedule.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (chunk, tail) = rest.split_at(size.min(rest.len()));
-        rest = tail;
+    'feed: for chunk in chunks(data) {
         buf.extend_from_slice(chunk);
         loop {
             match decoder.decode(&mut buf) {
@@ -168,7 +165,7 @@ pub const HANDSHAKE_TYPES: [SocketType; 11] = [
 
 /// Runs a [`Handshake`] against arbitrary peer bytes. The first byte picks the socket type
 /// (low nibble, see [`HANDSHAKE_TYPES`]), whether to announce an identity (`0x40`) and the
-/// as-server flag (`0x80`); the next ones the chunk schedule (as in [`decode_frames`]).
+/// as-server flag (`0x80`); the rest is cut into chunks as in [`decode_frames`].
 /// Output is polled before and after each chunk. Once the handshake is done, the rest of the
 /// input goes through a [`Decoder`] as the engine would do; after a failure, output is polled
 /// once more (the ERROR command) and the run stops.
@@ -206,17 +203,13 @@ pub fn handshake(data: &[u8]) -> u64 {
     };
     flush(&mut hs, &mut enc);
 
-    let (payload, schedule) = chunk_schedule(rest);
+    let pieces = chunks(rest);
     let mut buf = BytesMut::new();
-    let mut rest = payload;
+    let mut consumed = 0;
     let mut outcome = Ok(HandshakeStatus::InProgress);
     let mut traffic: Option<Decoder> = None;
-    'feed: for &size in schedule.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (chunk, tail) = rest.split_at(size.min(rest.len()));
-        rest = tail;
+    'feed: for &chunk in &pieces {
+        consumed += chunk.len();
         buf.extend_from_slice(chunk);
         if traffic.is_none() {
             outcome = hs.handle_input(&mut buf);
@@ -246,7 +239,7 @@ pub fn handshake(data: &[u8]) -> u64 {
 
     // The same handshake fed everything at once must end the same way.
     let mut whole = Handshake::new(cfg.clone());
-    let whole_outcome = whole.handle_input(&mut BytesMut::from(payload));
+    let whole_outcome = whole.handle_input(&mut BytesMut::from(&pieces.concat()[..]));
     match (&outcome, &whole_outcome) {
         (Err(a), Err(b)) => assert_eq!(
             std::mem::discriminant(a),
@@ -257,7 +250,7 @@ pub fn handshake(data: &[u8]) -> u64 {
     }
 
     check_handshake_output(&cfg, &out, matches!(outcome, Ok(HandshakeStatus::Done(_))));
-    out.len() as u64 + (payload.len() - rest.len()) as u64
+    (out.len() + consumed) as u64
 }
 
 /// Checks what a handshake sent: our greeting, then at most our READY and an ERROR.
