@@ -122,7 +122,12 @@ impl Options {
             socket_type,
             sndhwm: 1000,
             rcvhwm: 1000,
-            linger: -1,
+            // libzmq's SUB and XSUB do not wait for pending subscriptions on close.
+            linger: if matches!(socket_type, SocketType::SUB | SocketType::XSUB) {
+                0
+            } else {
+                -1
+            },
             rcvtimeo: -1,
             sndtimeo: -1,
             routing_id: Bytes::new(),

@@ -590,9 +590,7 @@ impl Socket {
 
     /// `ZMQ_MAXMSGSIZE`: the largest frame accepted from peers (-1 = no limit).
     pub fn set_maxmsgsize(&self, value: i64) -> Result<()> {
-        if value < -1 {
-            return Err(Error::EINVAL);
-        }
+        // As libzmq: any value is stored; every negative one means "no limit".
         self.core().opts.maxmsgsize = value;
         Ok(())
     }
@@ -751,6 +749,35 @@ impl Socket {
         Ok(self.core().opts.max_connections)
     }
 
+    /// `ZMQ_TCP_KEEPALIVE`: -1 (OS default), 0 (off) or 1 (on).
+    pub fn set_tcp_keepalive(&self, value: i32) -> Result<()> {
+        if !(-1..=1).contains(&value) {
+            return Err(Error::EINVAL);
+        }
+        self.core().opts.tcp_keepalive = value;
+        Ok(())
+    }
+
+    /// `ZMQ_TCP_KEEPALIVE`.
+    pub fn get_tcp_keepalive(&self) -> Result<i32> {
+        Ok(self.core().opts.tcp_keepalive)
+    }
+
+    /// `ZMQ_HEARTBEAT_TTL` in ms, 0 to 6,553,599 (-1 means 0); kept in
+    /// whole deciseconds as the PING command carries it, as libzmq does.
+    pub fn set_heartbeat_ttl(&self, value: i32) -> Result<()> {
+        if !(-1..=6_553_599).contains(&value) {
+            return Err(Error::EINVAL);
+        }
+        self.core().opts.heartbeat_ttl = value.max(0) / 100 * 100;
+        Ok(())
+    }
+
+    /// `ZMQ_HEARTBEAT_TTL` in ms.
+    pub fn get_heartbeat_ttl(&self) -> Result<i32> {
+        Ok(self.core().opts.heartbeat_ttl)
+    }
+
     /// `ZMQ_IPV6`: wildcard binds accept IPv6 too.
     pub fn set_ipv6(&self, value: bool) -> Result<()> {
         self.core().opts.ipv6 = value;
@@ -809,8 +836,6 @@ int_options! {
     (get_handshake_ivl, set_handshake_ivl, handshake_ivl, 0),
     /// `ZMQ_CONNECT_TIMEOUT` in ms (0 = OS default).
     (get_connect_timeout, set_connect_timeout, connect_timeout, 0),
-    /// `ZMQ_TCP_KEEPALIVE` (-1 OS default, 0 off, 1 on).
-    (get_tcp_keepalive, set_tcp_keepalive, tcp_keepalive, -1),
     /// `ZMQ_TCP_KEEPALIVE_CNT` (-1 = OS default).
     (get_tcp_keepalive_cnt, set_tcp_keepalive_cnt, tcp_keepalive_cnt, -1),
     /// `ZMQ_TCP_KEEPALIVE_IDLE` in s (-1 = OS default).
@@ -819,8 +844,6 @@ int_options! {
     (get_tcp_keepalive_intvl, set_tcp_keepalive_intvl, tcp_keepalive_intvl, -1),
     /// `ZMQ_HEARTBEAT_IVL` in ms (0 = off).
     (get_heartbeat_ivl, set_heartbeat_ivl, heartbeat_ivl, 0),
-    /// `ZMQ_HEARTBEAT_TTL` in ms.
-    (get_heartbeat_ttl, set_heartbeat_ttl, heartbeat_ttl, 0),
     /// `ZMQ_HEARTBEAT_TIMEOUT` in ms (-1 = the heartbeat interval).
     (get_heartbeat_timeout, set_heartbeat_timeout, heartbeat_timeout, -1),
 }

@@ -392,7 +392,7 @@ impl RawPeer {
 /// `ferro_off!` (not compiled). Independent of `ferro_instance!` above.
 macro_rules! patterns_instance {
     ($name:ident, $suite:ident $(, $arg:expr)*) => {
-        patterns_ignored!($name, $suite $(, $arg)*);
+        ferro_on!($name, $suite $(, $arg)*);
     };
 }
 
