@@ -763,13 +763,16 @@ impl Socket {
         Ok(self.core().opts.tcp_keepalive)
     }
 
-    /// `ZMQ_HEARTBEAT_TTL` in ms, 0 to 6,553,599 (-1 means 0); kept in
+    /// `ZMQ_HEARTBEAT_TTL` in ms, up to 6,553,599; kept in
     /// whole deciseconds as the PING command carries it, as libzmq does.
     pub fn set_heartbeat_ttl(&self, value: i32) -> Result<()> {
-        if !(-1..=6_553_599).contains(&value) {
+        // Whole deciseconds that fit the PING's 16-bit TTL (value / 100 rounds toward
+        // zero, so -99..=-1 mean 0), as libzmq checks it.
+        let deciseconds = value / 100;
+        if !(0..=65_535).contains(&deciseconds) {
             return Err(Error::EINVAL);
         }
-        self.core().opts.heartbeat_ttl = value.max(0) / 100 * 100;
+        self.core().opts.heartbeat_ttl = deciseconds * 100;
         Ok(())
     }
 
