@@ -43,6 +43,7 @@ fn sub_protocol() -> SubscriberConfig {
         request_timeout_ms: 100,
         max_request_timeout_ms: 1000,
         max_attempts: 8,
+        reorder_window: ferromq::rpub::bus::DEFAULT_REORDER_WINDOW,
         ..Default::default()
     }
 }
