@@ -126,7 +126,15 @@ impl Greeting {
             .iter()
             .position(|&c| c == 0)
             .unwrap_or(self.mechanism.len());
-        &self.mechanism[..end]
+        let (name, padding) = self.mechanism.split_at(end);
+        // RFC 37: the name is padded with zero bytes and compared as the whole field. A
+        // field like "NULL\0X..." names no mechanism (libzmq refuses it too): return it
+        // whole so that it matches none.
+        if padding.iter().all(|&c| c == 0) {
+            name
+        } else {
+            &self.mechanism
+        }
     }
 
     /// The ZMTP 3.x minor version to speak with the sender of this greeting: 0 for a 3.0 peer,
@@ -159,6 +167,13 @@ mod tests {
         let g = Greeting::parse(&expected).unwrap();
         assert_eq!(g, Greeting::null(false));
         assert_eq!(g.mechanism_name(), b"NULL");
+        let mut odd = g;
+        odd.mechanism[6] = b'X';
+        assert_ne!(
+            odd.mechanism_name(),
+            b"NULL",
+            "GRT-4: the whole field is compared"
+        );
         assert_eq!(g.effective_minor(), 1);
     }
 
