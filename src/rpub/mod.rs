@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 
 pub mod bus;
+pub mod demo;
 pub mod discovery;
 pub mod publisher;
 pub mod retention;
