@@ -6,7 +6,8 @@
 //! cargo bench --bench compare -- --quick           tiny counts, prints only
 //! cargo bench --bench compare -- --only tcp,lat    only cases whose id contains a filter
 //! options: --reps N (default 3), --write (write the files even when filtered or quick),
-//!          --no-pinned (skip the `taskset -c 1` latency re-run)
+//!          --no-pinned (skip the `taskset -c 1` latency re-run), --imp ferromq|libzmq|zmq.rs
+//!          (run only that implementation, e.g. under a profiler)
 //! ```
 //!
 //! Case ids: `thr/<transport>/<size>`, `lat/tcp/<size>`, `pubsub/tcp/64B`, `router/tcp/1000`,
@@ -233,6 +234,7 @@ struct Opts {
     write: bool,
     pinned: bool,
     pinned_child: bool,
+    imps: Vec<String>,
 }
 
 fn parse_opts() -> Opts {
@@ -243,6 +245,7 @@ fn parse_opts() -> Opts {
         write: false,
         pinned: true,
         pinned_child: false,
+        imps: Vec::new(),
     };
     let mut force_write = false;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -258,6 +261,12 @@ fn parse_opts() -> Opts {
             "--reps" => o.reps = it.next().and_then(|n| n.parse().ok()).unwrap_or(3).max(1),
             "--write" => force_write = true,
             "--no-pinned" => o.pinned = false,
+            "--imp" => o.imps.extend(
+                it.next()
+                    .map(|s| s.split(',').map(str::to_string))
+                    .into_iter()
+                    .flatten(),
+            ),
             "--pinned-child" => o.pinned_child = true,
             _ => {} // `cargo bench` passes --bench; ignore what is not ours
         }
@@ -282,6 +291,9 @@ fn run_cases(o: &Opts, cases: &[Case]) -> Vec<[Outcome; 3]> {
             };
             for i in order {
                 let imp = IMPS[i];
+                if !o.imps.is_empty() && !o.imps.iter().any(|n| n == imp.name()) {
+                    continue;
+                }
                 if out[ci][i].error.is_some() {
                     continue;
                 }

@@ -131,6 +131,20 @@ macro_rules! zmq_like {
                     .map_err(|_| format!("{}: thread panicked", stringify!($name)))?
             }
 
+            /// Receives `count` messages; the time of the first one.
+            fn drain(
+                pull: &$c::Socket,
+                msg: &mut $c::Message,
+                count: u64,
+            ) -> Result<Instant, String> {
+                pull.recv(msg, 0).map_err(e)?;
+                let start = Instant::now();
+                for _ in 1..count {
+                    pull.recv(msg, 0).map_err(e)?;
+                }
+                Ok(start)
+            }
+
             /// PUSH -> PULL: messages per second seen by the receiver, first to last message.
             pub fn thr(t: Transport, size: usize, count: u64) -> Result<f64, String> {
                 let ctx = $c::Context::new();
@@ -149,11 +163,11 @@ macro_rules! zmq_like {
                     Ok(())
                 });
                 let mut msg = $c::Message::new();
-                pull.recv(&mut msg, 0).map_err(e)?;
-                let start = Instant::now();
-                for _ in 1..count {
-                    pull.recv(&mut msg, 0).map_err(e)?;
-                }
+                let start = match drain(&pull, &mut msg, count) {
+                    Ok(start) => start,
+                    // A failed sender explains a receive timeout better than EAGAIN does.
+                    Err(err) => return Err(join(sender).err().unwrap_or(err)),
+                };
                 let secs = start.elapsed().as_secs_f64().max(1e-9);
                 if msg.len() != size {
                     return Err(format!(
@@ -290,6 +304,9 @@ macro_rules! zmq_like {
                 for h in threads {
                     join(h)?;
                 }
+                // Every subscriber has gone: drop what is still queued for them (with the
+                // default infinite linger libzmq's context termination waits for it forever).
+                publ.set_linger(0).map_err(e)?;
                 let delivered: u64 = results.iter().map(|r| r.0).sum();
                 Ok(Fanout {
                     delivered_per_sec: results.iter().map(|(n, s)| *n as f64 / s).sum(),

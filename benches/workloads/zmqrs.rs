@@ -34,6 +34,25 @@ fn join<T>(h: std::thread::JoinHandle<Result<T, String>>) -> Result<T, String> {
         .map_err(|_| "zmq.rs: thread panicked".to_string())?
 }
 
+/// Receive timeout, as on the synchronous implementations.
+const RECV_TIMEOUT: Duration = Duration::from_millis(crate::workloads::RECV_TIMEOUT_MS as u64);
+
+async fn recv<S: SocketRecv>(s: &mut S) -> Result<ZmqMessage, String> {
+    match tokio::time::timeout(RECV_TIMEOUT, s.recv()).await {
+        Ok(r) => r.map_err(e),
+        Err(_) => Err("zmq.rs: receive timed out".into()),
+    }
+}
+
+/// Keeps a sending runtime (and so its writer tasks) running until the receiver says it is
+/// done: zmq.rs has no linger, and dropping a socket may discard what it has not written yet.
+async fn wait_done(done: &mpsc::Receiver<()>) {
+    let until = Instant::now() + RECV_TIMEOUT;
+    while done.try_recv().is_err() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn first_byte(m: &ZmqMessage) -> Option<u8> {
     m.get(0).and_then(|f| f.first().copied())
 }
@@ -49,6 +68,7 @@ pub fn thr(t: Transport, size: usize, count: u64) -> Result<f64, String> {
     rt()?.block_on(async move {
         let mut pull = zeromq::PullSocket::new();
         let bound = pull.bind(&ep).await.map_err(e)?.to_string();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
         let sender = std::thread::spawn(move || -> Result<(), String> {
             rt()?.block_on(async move {
                 let mut push = zeromq::PushSocket::new();
@@ -59,18 +79,18 @@ pub fn thr(t: Transport, size: usize, count: u64) -> Result<f64, String> {
                         .await
                         .map_err(e)?;
                 }
-                // zmq.rs has no linger: give the writer time to flush before the socket drops.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                wait_done(&done_rx).await;
                 Ok(())
             })
         });
-        let m = pull.recv().await.map_err(e)?;
+        let m = recv(&mut pull).await?;
         let start = Instant::now();
         let mut last = m;
         for _ in 1..count {
-            last = pull.recv().await.map_err(e)?;
+            last = recv(&mut pull).await?;
         }
         let secs = start.elapsed().as_secs_f64().max(1e-9);
+        let _ = done_tx.send(());
         let got = last.get(0).map_or(0, |f| f.len());
         if got != size {
             return Err(format!("zmq.rs: got {got} B, sent {size} B"));
@@ -85,16 +105,17 @@ pub fn lat(t: Transport, size: usize, count: u64) -> Result<Vec<f64>, String> {
     let ep = endpoint(t)?;
     let total = count + warmup(count);
     let (tx, rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
     let echo = std::thread::spawn(move || -> Result<(), String> {
         rt()?.block_on(async move {
             let mut rep = zeromq::RepSocket::new();
             tx.send(rep.bind(&ep).await.map_err(e)?.to_string())
                 .map_err(e)?;
             for _ in 0..total {
-                let m = rep.recv().await.map_err(e)?;
+                let m = recv(&mut rep).await?;
                 rep.send(m).await.map_err(e)?;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            wait_done(&done_rx).await;
             Ok(())
         })
     });
@@ -109,13 +130,15 @@ pub fn lat(t: Transport, size: usize, count: u64) -> Result<Vec<f64>, String> {
             req.send(ZmqMessage::from(payload.clone()))
                 .await
                 .map_err(e)?;
-            req.recv().await.map_err(e)?;
+            recv(&mut req).await?;
             if i >= total - count {
                 samples.push(t0.elapsed().as_nanos() as f64 / 2e3);
             }
         }
         Ok::<_, String>(samples)
-    })?;
+    });
+    let _ = done_tx.send(());
+    let samples = samples?;
     join(echo)?;
     Ok(samples)
 }
@@ -140,7 +163,7 @@ pub fn pubsub(t: Transport, size: usize, count: u64, subs: usize) -> Result<Fano
                     sub.connect(&bound).await.map_err(e)?;
                     let (mut ready, mut n, mut start) = (false, 0u64, None);
                     loop {
-                        let m = sub.recv().await.map_err(e)?;
+                        let m = recv(&mut sub).await?;
                         match first_byte(&m) {
                             Some(FAN_HELLO) if !ready => {
                                 ready = true;

@@ -128,21 +128,64 @@ fn cat_pair(s: &Socket) -> Result<(), String> {
     }
 }
 
+/// Nanoseconds since the Unix epoch, never 0 (0 marks an unstamped message).
+fn stamp_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        .max(1)
+}
+
+/// Percentile of sorted samples.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Every this many messages the sender stamps its wall clock into the first 8 bytes, so the
+/// receiver can report one-way latency under load (sender and receiver on one host).
+const THR_STAMP_EVERY: u64 = 64;
+
+/// PUSH -> PULL throughput like libzmq's local_thr/remote_thr: `--bind` receives and reports
+/// msg/s, MB/s and (for messages of 8 B or more) p50/p99 one-way latency under load; the other
+/// side sends.
 fn perf_thr(ctx: &Context, a: &Args) -> Result<(), String> {
+    let e = |e: ferromq::Error| e.to_string();
+    if a.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
     if !a.bind.is_empty() {
         let s = open(ctx, ferromq::PULL, a)?;
-        s.recv_bytes(0).map_err(|e| e.to_string())?;
+        let mut msg = ferromq::Message::new();
+        let mut lat = Vec::new();
+        let sample = |m: &ferromq::Message, lat: &mut Vec<f64>| {
+            if m.len() >= 8 {
+                let sent = u64::from_le_bytes(m[..8].try_into().unwrap_or_default());
+                if sent != 0 {
+                    lat.push(stamp_now().saturating_sub(sent) as f64 / 1e3);
+                }
+            }
+        };
+        s.recv(&mut msg, 0).map_err(e)?;
+        sample(&msg, &mut lat);
         let start = Instant::now();
         let mut last = Instant::now();
         for i in 1..a.count {
-            s.recv_bytes(0).map_err(|e| e.to_string())?;
-            if last.elapsed() > Duration::from_secs(1) {
-                last = Instant::now();
-                eprint!("\r{i}/{} messages", a.count);
+            s.recv(&mut msg, 0).map_err(e)?;
+            if i % THR_STAMP_EVERY == 0 {
+                sample(&msg, &mut lat);
+                if last.elapsed() > Duration::from_secs(1) {
+                    last = Instant::now();
+                    let rate = i as f64 / start.elapsed().as_secs_f64();
+                    eprint!("\r{i}/{} messages, {rate:.0} msg/s   ", a.count);
+                }
             }
         }
         let secs = start.elapsed().as_secs_f64().max(1e-9);
-        let rate = (a.count - 1) as f64 / secs;
+        let rate = (a.count - 1).max(1) as f64 / secs;
+        lat.sort_by(f64::total_cmp);
         println!(
             "\rmessage size: {} B\nmessage count: {}\nthroughput: {:.0} msg/s\nthroughput: {:.3} MB/s",
             a.size,
@@ -150,53 +193,116 @@ fn perf_thr(ctx: &Context, a: &Args) -> Result<(), String> {
             rate,
             rate * a.size as f64 / 1e6
         );
+        if lat.is_empty() {
+            println!("one-way latency under load: n/a (messages under 8 B carry no timestamp)");
+        } else {
+            println!(
+                "one-way latency under load: p50 {:.1} us, p99 {:.1} us ({} samples)",
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                lat.len()
+            );
+        }
     } else {
         let s = open(ctx, ferromq::PUSH, a)?;
         let payload = bytes::Bytes::from(vec![0u8; a.size]);
-        for _ in 0..a.count {
-            s.send(payload.clone(), 0).map_err(|e| e.to_string())?;
+        let mut last = Instant::now();
+        for i in 0..a.count {
+            if a.size >= 8 && i % THR_STAMP_EVERY == 0 {
+                let mut v = vec![0u8; a.size];
+                v[..8].copy_from_slice(&stamp_now().to_le_bytes());
+                s.send(v, 0).map_err(e)?;
+                if last.elapsed() > Duration::from_secs(1) {
+                    last = Instant::now();
+                    eprint!("\r{i}/{} messages sent   ", a.count);
+                }
+            } else {
+                s.send(payload.clone(), 0).map_err(e)?;
+            }
         }
+        eprintln!("\rsent {} messages of {} B          ", a.count, a.size);
     }
     Ok(())
 }
 
+/// REQ/REP round trips like libzmq's local_lat/remote_lat: `--bind` is the REP that echoes,
+/// `--connect` the REQ that measures (after a short warm-up) and reports round trips/s, MB/s
+/// both ways, and p50/p99/max of half a round trip.
 fn perf_lat(ctx: &Context, a: &Args) -> Result<(), String> {
-    let s = open(ctx, ferromq::PAIR, a)?;
+    let e = |e: ferromq::Error| e.to_string();
+    if a.count == 0 {
+        return Err("--count must be at least 1".into());
+    }
+    let warmup = (a.count / 10).clamp(1, 1000);
+    let total = a.count + warmup;
     if !a.bind.is_empty() {
-        for _ in 0..a.count {
-            let m = s.recv_msg(0).map_err(|e| e.to_string())?;
-            s.send(m, 0).map_err(|e| e.to_string())?;
+        let s = open(ctx, ferromq::REP, a)?;
+        let mut msg = ferromq::Message::new();
+        for _ in 0..total {
+            s.recv(&mut msg, 0).map_err(e)?;
+            s.send(std::mem::take(&mut msg), 0).map_err(e)?;
         }
         return Ok(());
     }
+    let s = open(ctx, ferromq::REQ, a)?;
     let payload = bytes::Bytes::from(vec![0u8; a.size]);
+    let mut msg = ferromq::Message::new();
     let mut samples = Vec::with_capacity(a.count as usize);
     let mut last = Instant::now();
-    for i in 0..a.count {
+    let mut start = Instant::now();
+    for i in 0..total {
+        if i == warmup {
+            start = Instant::now();
+        }
         let t = Instant::now();
-        s.send(payload.clone(), 0).map_err(|e| e.to_string())?;
-        s.recv_bytes(0).map_err(|e| e.to_string())?;
-        samples.push(t.elapsed().as_nanos() as f64 / 2e3);
+        s.send(payload.clone(), 0).map_err(e)?;
+        s.recv(&mut msg, 0).map_err(e)?;
+        if i >= warmup {
+            samples.push(t.elapsed().as_nanos() as f64 / 2e3);
+        }
         if last.elapsed() > Duration::from_secs(1) {
             last = Instant::now();
-            eprint!("\r{i}/{} round trips", a.count);
+            eprint!("\r{}/{} round trips   ", i.saturating_sub(warmup), a.count);
         }
     }
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    let rate = a.count as f64 / secs;
     samples.sort_by(f64::total_cmp);
-    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize];
     println!(
-        "\rmessage size: {} B\nround trips: {}\nhalf round trip latency: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+        "\rmessage size: {} B\nround trips: {} (after {warmup} warm-up)\nthroughput: {:.0} round trips/s ({:.0} msg/s)\nthroughput: {:.3} MB/s (both ways)\nhalf round trip latency: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
         a.size,
         a.count,
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
+        rate,
+        rate * 2.0,
+        rate * 2.0 * a.size as f64 / 1e6,
+        pct(&samples, 0.5),
+        pct(&samples, 0.99),
+        pct(&samples, 1.0)
     );
     Ok(())
 }
 
+/// The reliable PUB/SUB bus on this machine: three discovery instances, two publishers, three
+/// subscribers, injected drops, cuts and a discovery failure; prints the summary table and
+/// fails unless every message was delivered once, in order (`--quick`: a short run).
+fn demo(args: &[String]) -> Result<(), String> {
+    let mut opts = ferromq::rpub::demo::DemoOptions {
+        progress: true,
+        ..Default::default()
+    };
+    for a in args {
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let report = ferromq::rpub::demo::run(opts)?;
+    print!("{}", report.to_markdown());
+    Ok(())
+}
+
 /// A pipeline on this machine: a ventilator fans work out to three workers, a sink collects.
-fn demo() -> Result<(), String> {
+fn demo_pipeline() -> Result<(), String> {
     let ctx = Context::new();
     let e = |e: ferromq::Error| e.to_string();
     let sink = ctx.socket(ferromq::PULL).map_err(e)?;
@@ -258,7 +364,8 @@ fn demo() -> Result<(), String> {
 fn run(args: &[String]) -> Result<(), String> {
     let ctx = Context::new();
     match args.first().map(String::as_str) {
-        Some("demo") => demo(),
+        Some("demo") => demo(&args[1..]),
+        Some("demo-pipeline") => demo_pipeline(),
         Some("discovery") => ferromq::rpub::service::run_cli(&args[1..]),
         Some("push") => cat_send(&open(&ctx, ferromq::PUSH, &parse(&args[1..])?)?),
         Some("pull") => cat_recv(&open(&ctx, ferromq::PULL, &parse(&args[1..])?)?),
