@@ -641,6 +641,9 @@ fn svg(rows: &[Row]) -> String {
     s
 }
 
+/// BENCHMARKS.md keeps everything from this line on when the harness rewrites it.
+const NOTES_MARKER: &str = "<!-- notes: kept across runs of the harness -->";
+
 struct Machine {
     nproc: usize,
     cpu: String,
@@ -831,6 +834,12 @@ fn main() {
             lb = m.load_before,
             la = m.load_after,
         );
+        // Hand-written notes (profiles, analysis) below the marker survive re-runs.
+        let kept = std::fs::read_to_string(dir.join("BENCHMARKS.md"))
+            .ok()
+            .and_then(|old| old.find(NOTES_MARKER).map(|i| old[i..].to_string()))
+            .unwrap_or_else(|| format!("{NOTES_MARKER}\n"));
+        let md = format!("{md}\n{kept}");
         let files = [
             ("BENCHMARKS.md", md),
             ("BENCHMARKS.json", json(&rows, mem, &m, &command)),
