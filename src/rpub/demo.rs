@@ -33,10 +33,12 @@
 //!
 //! **Recovery time.** Every payload carries the time it was handed to
 //! [`ReliablePublisher::publish`]; for each message delivered from replay (the `retransmitted`
-//! flag) the consumer records publish-to-delivery time. Those are the p50/p99 in the table:
-//! how long a lost message took to reach the application (loss detection, the replay round
-//! trip and, for cuts, the outage itself). The same figure for live messages is given for
-//! comparison. "Recovered by replay" counts deliveries with the `retransmitted` flag
+//! flag) the consumer records publish-to-delivery time. The table's p50/p99 are those of the
+//! replayed messages lost to drops (published outside the cut windows): how long a dropped
+//! message took to reach the application (loss detection, the replay round trip, in-order
+//! release). Messages published during a cut are counted apart, and each cut gets a catch-up
+//! time: from the restore to the delivery of the last message published during the cut. The
+//! publish-to-delivery time of live messages is given for comparison. "Recovered by replay" counts deliveries with the `retransmitted` flag
 //! ([`crate::rpub::subscriber::SubscriberStats`] has no such counter).
 
 use super::bus::{
@@ -126,8 +128,17 @@ pub struct SubscriberReport {
     pub duplicates_filtered: u64,
     /// Seqs reported lost according to the subscriber's own stats.
     pub stats_lost: u64,
-    /// Publish-to-delivery times of messages recovered by replay, ms (sorted).
+    /// Messages recovered by replay: (publish time, delivery time), µs since the start of
+    /// publishing.
+    pub replay_samples: Vec<(u64, u64)>,
+    /// Publish-to-delivery times, ms (sorted), of the replayed messages that were lost to
+    /// drops (published outside every cut window).
     pub recovery_ms: Vec<f64>,
+    /// The same for the replayed messages published during a cut (the outage included).
+    pub cut_recovery_ms: Vec<f64>,
+    /// Per cut: from the restore to the delivery of the last message published during the
+    /// cut, ms.
+    pub catch_up_ms: Vec<f64>,
     /// Publish-to-delivery times of live messages, ms (sorted).
     pub live_ms: Vec<f64>,
     /// Per (publisher, stream): highest seq covered (delivered or reported lost).
@@ -144,6 +155,9 @@ pub struct FaultReport {
     pub burst_messages: u64,
     /// Connection cuts: (which publishers, duration).
     pub cuts: Vec<(String, Duration)>,
+    /// The cut windows as executed: (cut, restore, every subscriber's data connection back
+    /// through the shim), µs since the start of publishing.
+    pub cut_windows_us: Vec<(u64, u64, u64)>,
     /// Discovery instances killed.
     pub discovery_killed: usize,
     /// Random drop rate of data messages.
@@ -233,18 +247,20 @@ impl DemoReport {
         }
     }
 
-    /// The summary: a markdown table (per subscriber and in total) and a line on the faults.
+    /// The summary: a markdown table (per subscriber and in total) and notes on the faults
+    /// and on what the times measure.
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| subscriber | published | delivered | recovered by replay | reported lost | duplicates | out of order | recovery p50 | recovery p99 | live p50 |"
+            "| subscriber | published | delivered | recovered by replay | reported lost | duplicates | out of order | recovery p50 | recovery p99 | catch-up after cut (worst) |"
         );
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let row = |out: &mut String, name: &str, s: &SubscriberReport| {
+            let worst = s.catch_up_ms.iter().copied().fold(0.0, f64::max);
             let _ = writeln!(
                 out,
-                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {worst:.0} ms |",
                 s.published,
                 s.delivered,
                 s.recovered,
@@ -253,7 +269,6 @@ impl DemoReport {
                 s.out_of_order,
                 fmt_ms(&s.recovery_ms, 0.5),
                 fmt_ms(&s.recovery_ms, 0.99),
-                fmt_ms(&s.live_ms, 0.5),
             );
         };
         let mut total = SubscriberReport::default();
@@ -266,20 +281,23 @@ impl DemoReport {
             total.duplicates += s.duplicates;
             total.out_of_order += s.out_of_order;
             total.recovery_ms.extend_from_slice(&s.recovery_ms);
+            total.cut_recovery_ms.extend_from_slice(&s.cut_recovery_ms);
             total.live_ms.extend_from_slice(&s.live_ms);
+            total
+                .catch_up_ms
+                .resize(s.catch_up_ms.len().max(total.catch_up_ms.len()), 0.0);
+            for (t, &c) in total.catch_up_ms.iter_mut().zip(&s.catch_up_ms) {
+                *t = t.max(c);
+            }
         }
         total.recovery_ms.sort_by(f64::total_cmp);
+        total.cut_recovery_ms.sort_by(f64::total_cmp);
         total.live_ms.sort_by(f64::total_cmp);
         row(&mut out, "**total**", &total);
         let f = &self.faults;
-        let cuts: Vec<String> = f
-            .cuts
-            .iter()
-            .map(|(who, d)| format!("{who} {} ms", d.as_millis()))
-            .collect();
         let _ = writeln!(
             out,
-            "\n{} publishers x {} streams, {} messages published in {:.1} s; {} subscribers found the publishers through {} discovery instances ({} killed mid-run).",
+            "\n{} publishers x {} streams, {} messages published in {:.1} s, each delivered to {} subscribers that found the publishers only through {} discovery instances ({} killed mid-run). Whole run {:.1} s.",
             PUBLISHERS,
             STREAMS.len(),
             self.total_published(),
@@ -287,10 +305,27 @@ impl DemoReport {
             self.subscribers.len(),
             DISCOVERY_INSTANCES,
             f.discovery_killed,
+            self.elapsed.as_secs_f64(),
         );
+        let cuts: Vec<String> = f
+            .cuts
+            .iter()
+            .enumerate()
+            .map(|(i, (who, d))| {
+                let c = total.catch_up_ms.get(i).copied().unwrap_or_default();
+                let back = f
+                    .cut_windows_us
+                    .get(i)
+                    .map_or(0, |w| w.2.saturating_sub(w.1) / 1000);
+                format!(
+                    "{who} {} ms (reconnected {back} ms and caught up {c:.0} ms after restore)",
+                    d.as_millis()
+                )
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "Faults: {:.1} % random drops + a burst of {} messages = {} data messages dropped at the shims; connection cuts (data + replay): {}.",
+            "Faults: {:.1} % random drops + a burst of {} messages = {} data messages dropped at the shims (per subscriber connection); connection cuts of data + replay: {}.",
             f.drop_rate * 100.0,
             f.burst_messages,
             f.dropped_messages,
@@ -300,8 +335,13 @@ impl DemoReport {
         let filtered: u64 = self.subscribers.iter().map(|s| s.duplicates_filtered).sum();
         let _ = writeln!(
             out,
-            "Recovery p50/p99: publish-to-delivery time of the messages delivered from replay (live p50: the same for live messages). Repair requests sent: {requests}; duplicate arrivals filtered by the bus: {filtered}. Whole run {:.1} s.",
-            self.elapsed.as_secs_f64()
+            "Recovery p50/p99: publish-to-delivery time of the {} replayed messages lost to drops (live messages: p50 {}, p99 {}). The {} replayed messages published during cuts took p50 {} / p99 {} (the outage included); catch-up = restore to the delivery of the last message published during the cut. Repair requests: {requests}; duplicate arrivals filtered by the bus: {filtered}.",
+            total.recovery_ms.len(),
+            fmt_ms(&total.live_ms, 0.5),
+            fmt_ms(&total.live_ms, 0.99),
+            total.cut_recovery_ms.len(),
+            fmt_ms(&total.cut_recovery_ms, 0.5),
+            fmt_ms(&total.cut_recovery_ms, 0.99),
         );
         out
     }
@@ -437,7 +477,7 @@ impl Tally {
                     let now_us = self.base.elapsed().as_micros() as u64;
                     let ms = now_us.saturating_sub(sent_us) as f64 / 1000.0;
                     if m.retransmitted {
-                        r.recovery_ms.push(ms);
+                        r.replay_samples.push((sent_us, now_us));
                     } else {
                         r.live_ms.push(ms);
                     }
@@ -493,15 +533,42 @@ impl Tally {
     }
 }
 
+/// Messages in flight when a cut starts are lost with it: a replayed message published this
+/// long before a cut counts as recovered from the cut, not from a drop.
+const CUT_MARGIN_US: u64 = 20_000;
+
+/// Splits the replayed messages into recovered-from-drops and recovered-from-cuts (published
+/// from just before the cut until every data connection was back), and computes each cut's
+/// catch-up time (from the restore).
+fn classify_recoveries(r: &mut SubscriberReport, windows: &[(u64, u64, u64)]) {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut catch_up = vec![0u64; windows.len()];
+    for &(sent, delivered) in &r.replay_samples {
+        let cut = windows
+            .iter()
+            .position(|&(a, _, b)| sent + CUT_MARGIN_US >= a && sent <= b);
+        match cut {
+            Some(c) => {
+                r.cut_recovery_ms.push(ms(delivered.saturating_sub(sent)));
+                catch_up[c] = catch_up[c].max(delivered.saturating_sub(windows[c].1));
+            }
+            None => r.recovery_ms.push(ms(delivered.saturating_sub(sent))),
+        }
+    }
+    r.catch_up_ms = catch_up.into_iter().map(ms).collect();
+    r.recovery_ms.sort_by(f64::total_cmp);
+    r.cut_recovery_ms.sort_by(f64::total_cmp);
+}
+
 /// A fault action at a point of the publishing period.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     /// Drop a burst of this many messages on a publisher's data shim.
     Burst(usize, u64),
-    /// Cut the data and replay shims of these publishers.
-    Cut(&'static [usize]),
-    /// Restore them.
-    Restore(&'static [usize]),
+    /// Cut number `.0`: the data and replay shims of these publishers.
+    Cut(usize, &'static [usize]),
+    /// Restore them (end of cut number `.0`).
+    Restore(usize, &'static [usize]),
     /// Kill a discovery instance.
     KillDiscovery(usize),
 }
@@ -730,15 +797,23 @@ pub fn run(opts: DemoOptions) -> Result<DemoReport, String> {
     let ms = Duration::from_millis;
     let mut schedule: Vec<(Duration, Fault, &'static str)> = vec![
         (at(0.15), Fault::Burst(0, burst), "burst on pub-1"),
-        (at(0.25), Fault::Cut(&[0]), "cut pub-1"),
-        (at(0.25) + ms(cut_ms[0]), Fault::Restore(&[0]), "restored"),
+        (at(0.25), Fault::Cut(0, &[0]), "cut pub-1"),
+        (
+            at(0.25) + ms(cut_ms[0]),
+            Fault::Restore(0, &[0]),
+            "restored",
+        ),
         (at(0.45), Fault::KillDiscovery(1), "discovery-2 killed"),
-        (at(0.55), Fault::Cut(&[1]), "cut pub-2"),
-        (at(0.55) + ms(cut_ms[1]), Fault::Restore(&[1]), "restored"),
-        (at(0.85), Fault::Cut(&[0, 1]), "cut both"),
+        (at(0.55), Fault::Cut(1, &[1]), "cut pub-2"),
+        (
+            at(0.55) + ms(cut_ms[1]),
+            Fault::Restore(1, &[1]),
+            "restored",
+        ),
+        (at(0.85), Fault::Cut(2, &[0, 1]), "cut both"),
         (
             at(0.85) + ms(cut_ms[2]),
-            Fault::Restore(&[0, 1]),
+            Fault::Restore(2, &[0, 1]),
             "restored",
         ),
     ];
@@ -750,6 +825,7 @@ pub fn run(opts: DemoOptions) -> Result<DemoReport, String> {
             ("pub-2".into(), ms(cut_ms[1])),
             ("both".into(), ms(cut_ms[2])),
         ],
+        cut_windows_us: vec![(0, 0, 0); 3],
         ..Default::default()
     };
     let total = per_pub * PUBLISHERS as u64;
@@ -784,6 +860,8 @@ pub fn run(opts: DemoOptions) -> Result<DemoReport, String> {
         );
     };
     let mut next = 0;
+    let mut accepted_at_cut = [0u64; PUBLISHERS];
+    let mut reconnects: Vec<(usize, Vec<(usize, u64)>)> = Vec::new();
     let mut phase = "publishing";
     let mut last_progress = Instant::now() - Duration::from_secs(1);
     let drain_limit = Duration::from_secs(if opts.quick { 60 } else { 30 });
@@ -799,17 +877,29 @@ pub fn run(opts: DemoOptions) -> Result<DemoReport, String> {
                     data_shims[p].drop_burst(n * DATA_FRAMES);
                     faults.burst_messages += n;
                 }
-                Fault::Cut(ps) => {
+                Fault::Cut(c, ps) => {
+                    faults.cut_windows_us[c].0 = base.elapsed().as_micros() as u64;
                     for &p in ps {
+                        accepted_at_cut[p] = data_shims[p].accepted();
                         data_shims[p].cut();
                         replay_shims[p].cut();
                     }
                 }
-                Fault::Restore(ps) => {
+                Fault::Restore(c, ps) => {
                     for &p in ps {
                         data_shims[p].restore();
                         replay_shims[p].restore();
                     }
+                    let now_us = base.elapsed().as_micros() as u64;
+                    faults.cut_windows_us[c].1 = now_us;
+                    faults.cut_windows_us[c].2 = now_us;
+                    // Messages published until the subscribers have reconnected are lost
+                    // to the cut too: watch the data shims accept them again.
+                    let want: Vec<(usize, u64)> = ps
+                        .iter()
+                        .map(|&p| (p, accepted_at_cut[p] + SUBSCRIBERS as u64))
+                        .collect();
+                    reconnects.push((c, want));
                 }
                 Fault::KillDiscovery(i) => {
                     if instances[i].take().is_some() {
@@ -820,6 +910,13 @@ pub fn run(opts: DemoOptions) -> Result<DemoReport, String> {
             phase = name;
             next += 1;
         }
+        reconnects.retain(|(c, want)| {
+            let back = want.iter().all(|&(p, n)| data_shims[p].accepted() >= n);
+            if back {
+                faults.cut_windows_us[*c].2 = base.elapsed().as_micros() as u64;
+            }
+            !back
+        });
         let publishing = producers.iter().any(|t| !t.is_finished());
         if !publishing && next >= schedule.len() {
             let start = *drain_start.get_or_insert_with(|| {
@@ -828,10 +925,11 @@ pub fn run(opts: DemoOptions) -> Result<DemoReport, String> {
                 Instant::now()
             });
             let published = published_now();
-            if lives
+            let complete = lives
                 .iter()
-                .all(|l| l.covered.load(Ordering::Relaxed) >= published)
-            {
+                .all(|l| l.covered.load(Ordering::Relaxed) >= published);
+            // Wait a little for the reconnections being watched (for the cut windows).
+            if complete && (reconnects.is_empty() || start.elapsed() > Duration::from_secs(5)) {
                 break;
             }
             if start.elapsed() > drain_limit {
@@ -883,7 +981,7 @@ pub fn run(opts: DemoOptions) -> Result<DemoReport, String> {
         r.repair_requests = stats.requests;
         r.duplicates_filtered = stats.duplicates;
         r.stats_lost = stats.lost;
-        r.recovery_ms.sort_by(f64::total_cmp);
+        classify_recoveries(&mut r, &faults.cut_windows_us);
         r.live_ms.sort_by(f64::total_cmp);
         report.subscribers.push(r);
     }
