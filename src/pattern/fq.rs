@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use super::rotation::Rotation;
 use super::{Msg, Peer};
 use crate::metadata::Metadata;
 
 /// Round-robin over peers' inbound pipes.
 #[derive(Debug, Default)]
 pub struct Fq {
-    peers: Vec<Peer>,
-    next: usize,
+    peers: Rotation,
 }
 
 impl Fq {
@@ -23,19 +23,7 @@ impl Fq {
     /// closed is not detached this way: its queued messages are still delivered and it is
     /// removed once drained.)
     pub fn detach(&mut self, id: u64) {
-        if let Some(i) = self.peers.iter().position(|p| p.id == id) {
-            self.remove_at(i);
-        }
-    }
-
-    fn remove_at(&mut self, i: usize) {
-        self.peers.remove(i);
-        if self.next > i {
-            self.next -= 1;
-        }
-        if self.next >= self.peers.len() {
-            self.next = 0;
-        }
+        self.peers.remove(id);
     }
 
     /// Number of peers.
@@ -52,16 +40,18 @@ impl Fq {
     pub fn recv(&mut self) -> Option<(Msg, u64, Option<Arc<Metadata>>)> {
         let mut k = 0;
         while k < self.peers.len() {
-            let i = (self.next + k) % self.peers.len();
-            let p = &self.peers[i];
+            let i = self.peers.index(k);
+            let Some(p) = self.peers.get(i) else {
+                break;
+            };
             if let Some(m) = p.inp.pop() {
                 let out = (m, p.id, p.meta.clone());
-                self.next = (i + 1) % self.peers.len();
+                self.peers.passed(i);
                 return Some(out);
             }
             if p.inp.is_done() {
-                self.remove_at(i);
-                continue; // the same index now holds the next peer
+                self.peers.remove_at(i);
+                continue; // the same position now holds the next peer
             }
             k += 1;
         }

@@ -1,13 +1,13 @@
 //! Load balancer: sends each message to the next peer, round-robin, skipping peers whose
 //! pipe is full (RFC 30 for PUSH, RFC 28 for DEALER and REQ).
 
+use super::rotation::Rotation;
 use super::{Msg, Peer, SendError};
 
 /// Round-robin over peers with room.
 #[derive(Debug, Default)]
 pub struct Lb {
-    peers: Vec<Peer>,
-    next: usize,
+    peers: Rotation,
 }
 
 impl Lb {
@@ -18,15 +18,7 @@ impl Lb {
 
     /// Removes a peer; its queued outbound messages are no longer this socket's concern.
     pub fn detach(&mut self, id: u64) {
-        if let Some(i) = self.peers.iter().position(|p| p.id == id) {
-            self.peers.remove(i);
-            if self.next > i {
-                self.next -= 1;
-            }
-            if self.next >= self.peers.len() {
-                self.next = 0;
-            }
-        }
+        self.peers.remove(id);
     }
 
     /// Number of peers.
@@ -43,7 +35,7 @@ impl Lb {
     pub fn can_send(&mut self) -> bool {
         // Ask every peer: each full one arms its wake-up.
         let mut any = false;
-        for p in &self.peers {
+        for p in self.peers.iter() {
             any |= p.out.has_room();
         }
         any
@@ -57,20 +49,25 @@ impl Lb {
         let n = self.peers.len();
         let mut msg = msg;
         for k in 0..n {
-            let i = (self.next + k) % n;
-            match self.peers[i].out.push(msg) {
+            let i = self.peers.index(k);
+            let Some(p) = self.peers.get(i) else {
+                break;
+            };
+            match p.out.push(msg) {
                 Ok(()) => {
-                    self.next = (i + 1) % n;
-                    return Ok(Some(self.peers[i].id));
+                    let id = p.id;
+                    self.peers.passed(i);
+                    return Ok(Some(id));
                 }
                 Err(back) => msg = back,
             }
         }
         if force {
-            if let Some(p) = self.peers.get(self.next % n.max(1)) {
+            let i = self.peers.index(0);
+            if let Some(p) = self.peers.get(i) {
                 p.out.force_push(msg);
                 let id = p.id;
-                self.next = (self.next + 1) % n;
+                self.peers.passed(i);
                 return Ok(Some(id));
             }
             return Ok(None);

@@ -21,6 +21,7 @@ pub mod pull;
 pub mod push;
 pub mod rep;
 pub mod req;
+pub mod rotation;
 pub mod router;
 pub mod sub;
 pub mod trie;
