@@ -7,6 +7,8 @@
 //!
 //! - [`wire`]: encode/decode of every message;
 //! - [`retention`]: the publisher's retention ring and the [`retention::RetentionStore`] seam;
+//! - [`disklog`]: the optional append-only disk log ([`disklog::DiskStore`]): a restarted
+//!   publisher keeps its id, epoch and history;
 //! - [`publisher`]: sequencing, heartbeats and budgeted, merged replay;
 //! - [`subscriber`]: per-(publisher, epoch, stream) state machines, repair, late join, events;
 //! - [`discovery`]: the lease table of a discovery instance and the client-side merge;
@@ -62,6 +64,7 @@
 pub mod bus;
 pub mod demo;
 pub mod discovery;
+pub mod disklog;
 pub mod publisher;
 pub mod retention;
 pub mod service;
