@@ -63,7 +63,8 @@
 //! ```
 
 use super::publisher::{Publisher, PublisherConfig, PublisherStats};
-use super::retention::RetentionLimits;
+use super::disklog::{AnyStore, DiskLogConfig, DiskStore};
+use super::retention::{RetentionLimits, RingStore};
 use super::service::{DiscoveryConfig, DiscoveryLink};
 use super::subscriber::{Delivery, JoinPolicy, Subscriber, SubscriberConfig, SubscriberStats};
 use super::wire::{
@@ -250,6 +251,11 @@ pub struct ReliablePublisherConfig {
     pub protocol: PublisherConfig,
     /// Retention bounds.
     pub retention: RetentionLimits,
+    /// Keep retention in an append-only disk log instead of memory (default `None`). A
+    /// restart on the same directory keeps the id (a different configured id is refused), the
+    /// epoch and the history: seqs continue and subscribers see no restart
+    /// (`zmtp-spec/reliable-pub.md` §7.1.1). `epoch` is then only used for a new log.
+    pub disk_log: Option<DiskLogConfig>,
     /// Publish queue between the handles and the thread, in messages (default 10 000).
     pub queue: i32,
     /// Replay sends per loop turn (default 256).
@@ -274,6 +280,7 @@ impl Default for ReliablePublisherConfig {
             epoch: None,
             protocol: PublisherConfig::default(),
             retention: RetentionLimits::default(),
+            disk_log: None,
             queue: 10_000,
             replay_budget: 256,
             sndhwm: 1000,
@@ -307,11 +314,31 @@ impl ReliablePublisher {
     /// starts the thread.
     pub fn start(ctx: &Context, config: ReliablePublisherConfig) -> Result<Self, BusError> {
         let clock = Clock::new();
-        let id = match config.id {
+        let fresh_id = match config.id {
             Some(id) => id,
             None => Id128::random().map_err(|_| BusError::Random)?,
         };
-        let epoch = config.epoch.unwrap_or_else(|| clock.now_ms());
+        let fresh_epoch = config.epoch.unwrap_or_else(|| clock.now_ms());
+        let (id, epoch, store, restored) = match &config.disk_log {
+            Some(d) => {
+                let (store, info) = DiskStore::open(
+                    d,
+                    config.retention,
+                    config.id,
+                    fresh_id,
+                    fresh_epoch,
+                    clock.now_ms(),
+                )?;
+                let store = AnyStore::Disk(Box::new(store));
+                (info.id, info.epoch, store, info.streams)
+            }
+            None => (
+                fresh_id,
+                fresh_epoch,
+                AnyStore::Ring(RingStore::new(config.retention)),
+                Vec::new(),
+            ),
+        };
         let pub_sock = ctx.socket(SocketType::PUB)?;
         pub_sock.set_sndhwm(config.sndhwm)?;
         pub_sock.set_linger(config.linger_ms)?;
@@ -363,7 +390,12 @@ impl ReliablePublisher {
             }
             None => None,
         };
-        let machine = Publisher::with_ring(id, epoch, config.protocol.clone(), config.retention);
+        let mut machine = Publisher::new(id, epoch, config.protocol.clone(), store);
+        for (stream, newest) in restored {
+            if let Err(e) = machine.restore_stream(stream, newest) {
+                log::warn!("rpub publisher: disk log stream not restored: {e}");
+            }
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(PublisherStats::default()));
         let mut lp = PubLoop {
@@ -478,7 +510,7 @@ struct PubLoop {
     pub_sock: Socket,
     router: Socket,
     rx: Socket,
-    machine: Publisher,
+    machine: Publisher<AnyStore>,
     /// Replay messages refused by a full peer (ROUTER_MANDATORY), retried first.
     backlog: VecDeque<(Bytes, Vec<Bytes>)>,
     clock: Clock,
