@@ -162,16 +162,12 @@ impl Socket {
         timeout_ms: i32,
         mut ready: impl FnMut(&mut Core) -> Result<bool>,
     ) -> Result<()> {
-        let deadline = if nonblocking {
-            None
-        } else {
-            deadline(timeout_ms)
-        };
+        let mut deadline_at = None;
         loop {
             if self.ctx.inner.is_terminated() {
                 return Err(Error::ETERM);
             }
-            // Fast path: no lock on the signal unless we may have to sleep.
+            // Fast path: no clock read and no lock on the signal unless we may sleep.
             core.process_mail(&self.shared);
             if ready(core)? {
                 return Ok(());
@@ -179,6 +175,7 @@ impl Socket {
             if nonblocking {
                 return Err(Error::EAGAIN);
             }
+            let deadline = *deadline_at.get_or_insert_with(|| deadline(timeout_ms));
             let seen = self.shared.signal.seq();
             core.process_mail(&self.shared);
             if ready(core)? {

@@ -165,6 +165,7 @@ impl EngineHandle {
             shutdown: false,
             scratch: Vec::new(),
             subs: HashMap::new(),
+            read_buf: vec![0; READ_CHUNK],
         };
         let thread = std::thread::Builder::new()
             .name("ferromq-io".into())
@@ -485,6 +486,8 @@ struct Engine {
     scratch: Vec<Msg>,
     /// SUB/XSUB sockets' subscriptions (counted), sent to each new connection.
     subs: HashMap<u64, crate::pattern::trie::Trie>,
+    /// Where small reads land before they are appended to a connection's buffer.
+    read_buf: Vec<u8>,
 }
 
 fn ms(v: i32) -> Duration {
@@ -1021,7 +1024,7 @@ impl Engine {
             stream,
             session: s,
             state,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            rbuf: BytesMut::new(),
             enc: Encoder::new(),
             dec: Decoder::new(opts.max_msg_size()),
             frames: Vec::new(),
@@ -1208,27 +1211,35 @@ impl Engine {
             if c.paused {
                 return Ok(());
             }
-            let start = c.rbuf.len();
-            c.rbuf.reserve(READ_CHUNK);
-            c.rbuf.resize(start + READ_CHUNK, 0);
-            match c.stream.read(&mut c.rbuf[start..]) {
-                Ok(0) => {
-                    c.rbuf.truncate(start);
-                    return Err(Close::Eof);
+            // Small reads go through one engine-wide scratch buffer (zeroed once) and are
+            // appended: an idle connection holds no read buffer, and no per-read memset.
+            // A large frame the decoder reserved room for is read in place.
+            let spare = c.rbuf.capacity() - c.rbuf.len();
+            let res = if spare >= 4 * READ_CHUNK {
+                let start = c.rbuf.len();
+                c.rbuf.resize(start + spare.min(4 * READ_CHUNK), 0);
+                let r = c.stream.read(&mut c.rbuf[start..]);
+                c.rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
+                r
+            } else {
+                let r = c.stream.read(&mut self.read_buf);
+                if let Ok(n) = r {
+                    c.rbuf.extend_from_slice(&self.read_buf[..n]);
                 }
-                Ok(n) => {
-                    c.rbuf.truncate(start + n);
-                    c.last_rx = Instant::now();
-                }
+                r
+            };
+            match res {
+                Ok(0) => return Err(Close::Eof),
+                Ok(_) => c.last_rx = Instant::now(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.rbuf.truncate(start);
+                    if c.rbuf.is_empty() {
+                        // Give back a buffer whose messages are all gone.
+                        c.rbuf = BytesMut::new();
+                    }
                     return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => c.rbuf.truncate(start),
-                Err(e) => {
-                    c.rbuf.truncate(start);
-                    return Err(Close::Io(e));
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Close::Io(e)),
             }
         }
     }
