@@ -36,8 +36,9 @@
 //! flag) the consumer records publish-to-delivery time. The table's p50/p99 are those of the
 //! replayed messages lost to drops (published outside the cut windows): how long a dropped
 //! message took to reach the application (loss detection, the replay round trip, in-order
-//! release). Messages published during a cut are counted apart, and each cut gets a catch-up
-//! time: from the restore to the delivery of the last message published during the cut. The
+//! release). Messages published during a cut, or dropped before it and repaired only after
+//! it began, are counted apart, and each cut gets a catch-up time: from the restore to the
+//! delivery of the last of them. The
 //! publish-to-delivery time of live messages is given for comparison. "Recovered by replay" counts deliveries with the `retransmitted` flag
 //! ([`crate::rpub::subscriber::SubscriberStats`] has no such counter).
 
@@ -134,11 +135,15 @@ pub struct SubscriberReport {
     /// Publish-to-delivery times, ms (sorted), of the replayed messages that were lost to
     /// drops (published outside every cut window).
     pub recovery_ms: Vec<f64>,
-    /// The same for the replayed messages published during a cut (the outage included).
+    /// The same for the replayed messages published during a cut or held up by one (the
+    /// outage included).
     pub cut_recovery_ms: Vec<f64>,
     /// Per cut: from the restore to the delivery of the last message published during the
-    /// cut, ms.
+    /// cut (or held up by it), ms.
     pub catch_up_ms: Vec<f64>,
+    /// Replayed messages lost to a drop shortly before a cut whose repair the cut held up
+    /// (counted with the cut recoveries).
+    pub held_up_by_cut: u64,
     /// Publish-to-delivery times of live messages, ms (sorted).
     pub live_ms: Vec<f64>,
     /// Per (publisher, stream): highest seq covered (delivered or reported lost).
@@ -282,6 +287,7 @@ impl DemoReport {
             total.out_of_order += s.out_of_order;
             total.recovery_ms.extend_from_slice(&s.recovery_ms);
             total.cut_recovery_ms.extend_from_slice(&s.cut_recovery_ms);
+            total.held_up_by_cut += s.held_up_by_cut;
             total.live_ms.extend_from_slice(&s.live_ms);
             total
                 .catch_up_ms
@@ -335,11 +341,12 @@ impl DemoReport {
         let filtered: u64 = self.subscribers.iter().map(|s| s.duplicates_filtered).sum();
         let _ = writeln!(
             out,
-            "Recovery p50/p99: publish-to-delivery time of the {} replayed messages lost to drops (live messages: p50 {}, p99 {}). The {} replayed messages published during cuts took p50 {} / p99 {} (the outage included); catch-up = restore to the delivery of the last message published during the cut. Repair requests: {requests}; duplicate arrivals filtered by the bus: {filtered}.",
+            "Recovery p50/p99: publish-to-delivery time of the {} replayed messages lost to drops (live messages: p50 {}, p99 {}). The {} replayed messages published during cuts (or dropped before one, their repair held up by it: {}) took p50 {} / p99 {} (the outage included); catch-up = restore to the delivery of the last of them. Repair requests: {requests}; duplicate arrivals filtered by the bus: {filtered}.",
             total.recovery_ms.len(),
             fmt_ms(&total.live_ms, 0.5),
             fmt_ms(&total.live_ms, 0.99),
             total.cut_recovery_ms.len(),
+            total.held_up_by_cut,
             fmt_ms(&total.cut_recovery_ms, 0.5),
             fmt_ms(&total.cut_recovery_ms, 0.99),
         );
@@ -537,17 +544,27 @@ impl Tally {
 /// long before a cut counts as recovered from the cut, not from a drop.
 const CUT_MARGIN_US: u64 = 20_000;
 
-/// Splits the replayed messages into recovered-from-drops and recovered-from-cuts (published
-/// from just before the cut until every data connection was back), and computes each cut's
-/// catch-up time (from the restore).
+/// Splits the replayed messages into recovered-from-drops and recovered-from-cuts, and
+/// computes each cut's catch-up time (from the restore). A message belongs to a cut if it was
+/// published from just before the cut until every data connection was back, or if it was
+/// published before the cut and delivered after the cut began (its repair was held up by the
+/// cut of the replay channel).
 fn classify_recoveries(r: &mut SubscriberReport, windows: &[(u64, u64, u64)]) {
     let ms = |us: u64| us as f64 / 1000.0;
     let mut catch_up = vec![0u64; windows.len()];
     for &(sent, delivered) in &r.replay_samples {
-        let cut = windows
+        let during = windows
             .iter()
             .rposition(|&(a, _, b)| sent + CUT_MARGIN_US >= a && sent <= b);
-        match cut {
+        let across = || {
+            windows
+                .iter()
+                .rposition(|&(a, _, _)| sent < a && delivered > a)
+        };
+        if during.is_none() && across().is_some() {
+            r.held_up_by_cut += 1;
+        }
+        match during.or_else(across) {
             Some(c) => {
                 r.cut_recovery_ms.push(ms(delivered.saturating_sub(sent)));
                 catch_up[c] = catch_up[c].max(delivered.saturating_sub(windows[c].1));
