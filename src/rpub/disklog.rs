@@ -485,7 +485,7 @@ impl DiskStore {
         if let Some(m) = old {
             store.meta.id = m.id;
             store.epoch = m.epoch;
-            let (damaged, truncated) = store.scan(now_ms)?;
+            let (damaged, truncated) = store.scan()?;
             info.truncated_bytes = truncated;
             let unsafe_crash = !m.clean && m.boot != boot;
             let reason = if damaged {
@@ -543,8 +543,7 @@ impl DiskStore {
     }
 
     /// Scans the segments; returns (damaged, truncated bytes).
-    fn scan(&mut self, now_ms: u64) -> io::Result<(bool, u64)> {
-        let _ = now_ms;
+    fn scan(&mut self) -> io::Result<(bool, u64)> {
         let segs = list_segments(&self.dir)?;
         let mut damaged = false;
         let mut truncated = 0u64;
@@ -1210,7 +1209,7 @@ mod tests {
             last_sync_ms: 0,
             errors: 0,
         };
-        let (damaged, truncated) = d.scan(0).unwrap();
+        let (damaged, truncated) = d.scan().unwrap();
         assert!(damaged);
         assert_eq!(truncated, 3 * rec_len as u64);
         assert_eq!(d.len(), 2);
