@@ -62,8 +62,8 @@
 //! assert_eq!(seqs, [1, 2, 3]);
 //! ```
 
-use super::publisher::{Publisher, PublisherConfig, PublisherStats};
 use super::disklog::{AnyStore, DiskLogConfig, DiskStore};
+use super::publisher::{Publisher, PublisherConfig, PublisherStats};
 use super::retention::{RetentionLimits, RingStore};
 use super::service::{DiscoveryConfig, DiscoveryLink};
 use super::subscriber::{Delivery, JoinPolicy, Subscriber, SubscriberConfig, SubscriberStats};
