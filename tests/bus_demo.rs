@@ -34,3 +34,40 @@ fn quick_demo_delivers_everything_once_in_order() {
     );
     assert!(report.check().is_ok());
 }
+
+/// The checks reject a report with a loss, a duplicate or a short stream.
+#[test]
+fn report_check_rejects_violations() {
+    use ferromq::rpub::demo::{DemoReport, SubscriberReport};
+    let good = SubscriberReport {
+        name: "sub-1".into(),
+        published: 10,
+        delivered: 10,
+        covered: [[3, 2], [3, 2]],
+        ..Default::default()
+    };
+    let report = |s: SubscriberReport| DemoReport {
+        published: [[3, 2], [3, 2]],
+        subscribers: vec![s],
+        ..Default::default()
+    };
+    assert!(report(good.clone()).check().is_ok());
+    let lost = SubscriberReport {
+        delivered: 9,
+        lost: 1,
+        ..good.clone()
+    };
+    assert!(report(lost).check().unwrap_err().contains("reported lost"));
+    let dup = SubscriberReport {
+        duplicates: 1,
+        ..good.clone()
+    };
+    assert!(report(dup).check().unwrap_err().contains("duplicates"));
+    let short = SubscriberReport {
+        delivered: 9,
+        covered: [[3, 2], [3, 1]],
+        ..good
+    };
+    let err = report(short).check().unwrap_err();
+    assert!(err.contains("covered up to seq 1 of 2"), "{err}");
+}
