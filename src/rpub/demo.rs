@@ -331,7 +331,7 @@ impl DemoReport {
             .collect();
         let _ = writeln!(
             out,
-            "Faults: {:.1} % random drops + a burst of {} messages = {} data messages dropped at the shims (per subscriber connection); connection cuts of data + replay: {}.",
+            "Faults: {:.1} % random drops + a burst of {} messages (shared by the subscriber connections): {} data messages dropped at the shims in all; connection cuts of data + replay: {}.",
             f.drop_rate * 100.0,
             f.burst_messages,
             f.dropped_messages,
