@@ -433,6 +433,7 @@ impl Socket {
     ///
     /// If `sock` is not a token from `into_raw` that was not taken back yet (undefined
     /// behaviour in the `zmq` crate).
+    #[allow(clippy::expect_used)] // the zmq crate's contract: a foreign pointer is a caller bug
     pub fn from_raw(sock: *mut c_void) -> Socket {
         let mut table = raw_table();
         let pos = table
@@ -451,6 +452,7 @@ fn raw_table() -> MutexGuard<'static, Vec<(usize, Socket)>> {
 
 impl AsRawFd for Socket {
     /// [`Socket::get_fd`], as in the `zmq` crate (which also panics if it fails).
+    #[allow(clippy::expect_used)] // AsRawFd cannot fail; the zmq crate panics here too
     fn as_raw_fd(&self) -> RawFd {
         self.get_fd().expect("ZMQ_FD")
     }

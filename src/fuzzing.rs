@@ -10,6 +10,8 @@
 //! cannot be optimised away.
 //!
 //! Not part of the public API.
+// Fuzz oracles: a failed expectation here is the bug being looked for.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 #![doc(hidden)]
 
 use std::collections::BTreeMap;

@@ -26,6 +26,8 @@
 //! - `engine`: the mio I/O thread that drives connections;
 //! - [`Context`], [`Socket`], [`Message`], [`Error`]: the public, zmq-compatible API.
 #![forbid(unsafe_code)]
+// No unwrap/expect outside tests: bytes from the network must never panic the process.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 mod compat;
