@@ -35,7 +35,7 @@ pub(crate) struct ContextInner {
     open: Mutex<usize>,
     open_cv: Condvar,
     io_threads: AtomicI32,
-    pub inproc: crate::inproc::Registry,
+    pub inproc: Arc<crate::inproc::Registry>,
 }
 
 /// The sockets of a context, shared with its I/O thread so that a failing I/O thread can
@@ -69,7 +69,7 @@ impl Context {
         Context {
             inner: Arc::new(ContextInner {
                 engine: Mutex::new(None),
-                inproc: crate::inproc::Registry::new(ids.clone()),
+                inproc: Arc::new(crate::inproc::Registry::new(ids.clone())),
                 ids,
                 terminated: AtomicBool::new(false),
                 sockets: Arc::new(SocketList::default()),
@@ -176,10 +176,11 @@ impl ContextInner {
         if let Some(h) = e.as_ref() {
             return Ok(h.clone());
         }
-        let h = EngineHandle::spawn(self.ids.clone(), self.sockets.clone()).map_err(|err| {
-            log::error!("cannot start the I/O thread: {err}");
-            Error::EMTHREAD
-        })?;
+        let h = EngineHandle::spawn(self.ids.clone(), self.sockets.clone(), self.inproc.clone())
+            .map_err(|err| {
+                log::error!("cannot start the I/O thread: {err}");
+                Error::EMTHREAD
+            })?;
         *e = Some(h.clone());
         Ok(h)
     }

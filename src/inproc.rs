@@ -179,6 +179,13 @@ impl Registry {
         link.slot.set(binder.shared.signal.clone());
     }
 
+    /// True if a socket of this context is bound to `name`.
+    pub fn is_bound(&self, name: &str) -> bool {
+        lock(&self.names)
+            .get(name)
+            .is_some_and(|n| n.binder.is_some())
+    }
+
     pub fn bind(&self, name: &str, binder: Side) -> Result<()> {
         let mut names = lock(&self.names);
         let entry = names.entry(name.to_string()).or_default();

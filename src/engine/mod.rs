@@ -53,6 +53,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_HIGH: usize = 256 * 1024;
 /// Messages taken from a pipe per lock.
 const POP_BATCH: usize = 256;
+/// Where the application's ZAP handler binds (RFC 27).
+const ZAP_ENDPOINT: &str = "zeromq.zap.01";
 /// Pause before accepting again after EMFILE and the like.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Messages decoded before handing them to the socket under one pipe lock.
@@ -97,6 +99,8 @@ pub(crate) enum Cmd {
         sock_id: u64,
         msg: Bytes,
     },
+    /// The ZAP handler answered (or went away).
+    ZapReply,
     /// Test hook: make the I/O thread panic (to test that sockets see ETERM).
     InjectPanic,
     CloseSocket {
@@ -130,6 +134,15 @@ impl Doorbell {
     }
 }
 
+/// Rings the engine when the ZAP link's socket signal is raised (a reply arrived).
+struct ZapBell(Doorbell);
+
+impl Notify for ZapBell {
+    fn notify(&self) {
+        self.0.ring(Cmd::ZapReply);
+    }
+}
+
 struct EngineNotify {
     bell: Doorbell,
     id: u64,
@@ -143,7 +156,11 @@ impl Notify for EngineNotify {
 
 impl EngineHandle {
     /// Starts the I/O thread.
-    pub fn spawn(ids: Arc<AtomicU64>, sockets: Arc<SocketList>) -> io::Result<EngineHandle> {
+    pub fn spawn(
+        ids: Arc<AtomicU64>,
+        sockets: Arc<SocketList>,
+        inproc: Arc<crate::inproc::Registry>,
+    ) -> io::Result<EngineHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -166,6 +183,9 @@ impl EngineHandle {
             scratch: Vec::new(),
             subs: HashMap::new(),
             read_buf: vec![0; READ_CHUNK],
+            inproc,
+            zap: None,
+            zap_bell: None,
         };
         let thread = std::thread::Builder::new()
             .name("ferromq-io".into())
@@ -332,6 +352,8 @@ struct Conn {
     last_rx: Instant,
     /// CURVE: boxes every frame after the handshake.
     cipher: Option<crate::proto::FrameCipher>,
+    /// A ZAP request for this connection's handshake is out.
+    zap_sent: bool,
 }
 
 impl Conn {
@@ -488,6 +510,12 @@ struct Engine {
     subs: HashMap<u64, crate::pattern::trie::Trie>,
     /// Where small reads land before they are appended to a connection's buffer.
     read_buf: Vec<u8>,
+    /// The context's inproc names (to find a ZAP handler).
+    inproc: Arc<crate::inproc::Registry>,
+    /// The link to the application's ZAP handler, once one was needed.
+    zap: Option<Peer>,
+    /// Wakes the engine when the ZAP handler replies (kept alive with the link).
+    zap_bell: Option<Arc<dyn Notify>>,
 }
 
 fn ms(v: i32) -> Duration {
@@ -780,6 +808,7 @@ impl Engine {
             }
             Cmd::CloseSocket { sock_id, linger } => self.close_socket(sock_id, linger),
             Cmd::Subscription { sock_id, msg } => self.subscription(sock_id, &msg),
+            Cmd::ZapReply => self.zap_replies(),
             Cmd::Shutdown => self.shutdown = true,
             Cmd::InjectPanic => panic!("injected I/O thread panic (test hook)"),
         }
@@ -1034,6 +1063,7 @@ impl Engine {
             zmtp31: true,
             last_rx: Instant::now(),
             cipher: None,
+            zap_sent: false,
         })));
         Some(tok)
     }
@@ -1143,7 +1173,10 @@ impl Engine {
             as_server: false,
             max_msg_size: opts.max_msg_size(),
         });
-        if let Some(sec) = security_config(opts, &c.peer) {
+        if let Some(mut sec) = security_config(opts, &c.peer) {
+            // Without an authenticator callback, a server asks the application's ZAP handler
+            // (a socket bound to inproc://zeromq.zap.01), as libzmq does.
+            sec.defer_auth = sec.authenticator.is_none() && self.inproc.is_bound(ZAP_ENDPOINT);
             hs = hs.with_security(sec);
         }
         hs.poll_output(&mut c.enc);
@@ -1252,46 +1285,17 @@ impl Engine {
         if let ConnState::Handshaking(hs) = &mut c.state {
             let status = hs.handle_input(&mut c.rbuf);
             hs.poll_output(&mut c.enc);
-            match status {
-                Ok(HandshakeStatus::InProgress) => return Ok(()),
-                Ok(HandshakeStatus::Done(peer)) => {
-                    c.cipher = hs.take_cipher();
-                    c.state = ConnState::Active;
-                    c.zmtp31 = peer.minor_version >= 1;
-                    let s = c.session;
-                    let sock = &self.sessions[s].sock;
-                    if self.sessions[s].opts.probe_router {
-                        // PROBE_ROUTER: an empty message before anything else.
-                        c.send_frame(&Bytes::new(), false)?;
-                    }
-                    if sends_subscriptions(sock.socket_type) {
-                        // The I/O thread subscribes a new or reconnected publisher at once,
-                        // without waiting for the user thread (no slow-joiner gap of ours).
-                        if let Some(trie) = self.subs.get(&sock.id) {
-                            let mut res = Ok(());
-                            trie.for_each(|prefix| {
-                                if res.is_ok() {
-                                    res = c.send_subscription(1, prefix);
-                                }
-                            });
-                            res?;
-                        }
-                    }
-                    let addr = c.peer.clone();
-                    let serial = c.serial;
-                    let ivl = self.sessions[s].opts.heartbeat_ivl;
-                    if ivl > 0 && c.zmtp31 {
-                        self.add_timer(ms(ivl), Timer::Ping(tok, serial));
-                    }
-                    self.handshake_done(s, peer, addr);
-                }
-                Err(e) => {
-                    // Best effort: let an ERROR command reach the peer before closing.
-                    let sess = &self.sessions[c.session];
-                    let _ = flush(c, sess, &mut self.scratch);
-                    return Err(Close::Proto(e));
-                }
+            let zap = match (&status, hs.pending_auth()) {
+                (Ok(HandshakeStatus::InProgress), Some(req)) if !c.zap_sent => Some(req.clone()),
+                _ => None,
+            };
+            if let Some(req) = zap {
+                c.zap_sent = true;
+                let serial = c.serial;
+                self.zap_request(tok, serial, &req);
+                return Ok(());
             }
+            self.handshake_status(tok, status)?;
         }
         let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
             return Ok(());
@@ -1381,6 +1385,169 @@ impl Engine {
                 return Ok(());
             }
         }
+    }
+
+    /// Acts on a handshake step: completion sets the connection up, failure flushes the
+    /// ERROR and closes.
+    fn handshake_status(
+        &mut self,
+        tok: usize,
+        status: std::result::Result<HandshakeStatus, crate::proto::ProtoError>,
+    ) -> std::result::Result<(), Close> {
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return Ok(());
+        };
+        let ConnState::Handshaking(hs) = &mut c.state else {
+            return Ok(());
+        };
+        match status {
+            Ok(HandshakeStatus::InProgress) => Ok(()),
+            Ok(HandshakeStatus::Done(peer)) => {
+                c.cipher = hs.take_cipher();
+                c.state = ConnState::Active;
+                c.zmtp31 = peer.minor_version >= 1;
+                let s = c.session;
+                let sock = &self.sessions[s].sock;
+                if self.sessions[s].opts.probe_router {
+                    // PROBE_ROUTER: an empty message before anything else.
+                    c.send_frame(&Bytes::new(), false)?;
+                }
+                if sends_subscriptions(sock.socket_type) {
+                    // The I/O thread subscribes a new or reconnected publisher at once,
+                    // without waiting for the user thread (no slow-joiner gap of ours).
+                    if let Some(trie) = self.subs.get(&sock.id) {
+                        let mut res = Ok(());
+                        trie.for_each(|prefix| {
+                            if res.is_ok() {
+                                res = c.send_subscription(1, prefix);
+                            }
+                        });
+                        res?;
+                    }
+                }
+                let addr = c.peer.clone();
+                let serial = c.serial;
+                let ivl = self.sessions[s].opts.heartbeat_ivl;
+                if ivl > 0 && c.zmtp31 {
+                    self.add_timer(ms(ivl), Timer::Ping(tok, serial));
+                }
+                self.handshake_done(s, peer, addr);
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: let an ERROR command reach the peer before closing.
+                let sess = &self.sessions[c.session];
+                let _ = flush(c, sess, &mut self.scratch);
+                Err(Close::Proto(e))
+            }
+        }
+    }
+
+    /// Sends a ZAP request (RFC 27) for connection `tok` to the application's handler; with
+    /// no handler reachable the handshake is resolved as libzmq does without one.
+    fn zap_request(&mut self, tok: usize, serial: u64, req: &crate::proto::ZapRequest) {
+        if self.zap.as_ref().is_none_or(|p| p.out.is_closed()) {
+            self.zap = self.zap_connect();
+        }
+        let mut frames = vec![
+            Bytes::new(),
+            Bytes::from_static(crate::proto::zap::ZAP_VERSION.as_bytes()),
+            Bytes::from(serial.to_string().into_bytes()),
+            Bytes::from(req.domain.clone().into_bytes()),
+            Bytes::from(req.address.clone().into_bytes()),
+            req.identity.clone(),
+            Bytes::from_static(req.mechanism.name().as_bytes()),
+        ];
+        frames.extend(req.credentials.iter().cloned());
+        let sent = self
+            .zap
+            .as_ref()
+            .is_some_and(|p| p.out.push(Msg::Many(frames)).is_ok());
+        if !sent {
+            log::warn!("ZAP handler unreachable; resolving as without a handler");
+            self.zap_resolve(tok, serial, None);
+        }
+    }
+
+    /// Links the engine to the socket bound at inproc://zeromq.zap.01 (as a DEALER would).
+    fn zap_connect(&mut self) -> Option<Peer> {
+        let id = self.next_id();
+        let shared = Arc::new(SocketShared::new(id, SocketType::DEALER));
+        let bell: Arc<dyn Notify> = Arc::new(ZapBell(self.bell.clone()));
+        shared.signal.subscribe(&bell);
+        let mut opts = Options::new(SocketType::DEALER);
+        opts.sndhwm = 0;
+        opts.rcvhwm = 0;
+        let side = crate::inproc::Side::new(shared.clone(), &opts);
+        match self.inproc.connect(ZAP_ENDPOINT, side) {
+            Ok(peer) => {
+                // Keep the notifier alive as long as the link.
+                self.zap_bell = Some(bell);
+                Some(peer)
+            }
+            Err(e) => {
+                log::warn!("cannot reach the ZAP handler: {e}");
+                None
+            }
+        }
+    }
+
+    /// Reads the ZAP handler's replies and resumes the handshakes they answer.
+    fn zap_replies(&mut self) {
+        let Some(peer) = self.zap.clone() else {
+            return;
+        };
+        while let Some(msg) = peer.inp.pop() {
+            let frames = msg.into_frames();
+            // [empty delimiter], version, request id, status code, status text, user id,
+            // metadata.
+            let f: Vec<&Bytes> = frames.iter().skip_while(|f| f.is_empty()).collect();
+            let text = |i: usize| {
+                f.get(i)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default()
+            };
+            let Ok(serial) = text(1).parse::<u64>() else {
+                log::warn!("ZAP reply without a valid request id dropped");
+                continue;
+            };
+            let reply = crate::proto::ZapReply {
+                status_code: text(2),
+                status_text: text(3),
+                user_id: f.get(4).map(|b| (*b).clone()).unwrap_or_default(),
+                metadata: f
+                    .get(5)
+                    .and_then(|b| crate::proto::command::parse_metadata(b).ok())
+                    .unwrap_or_default(),
+            };
+            let tok = self.io.iter().find_map(|(t, io)| match io {
+                Io::Conn(c) if c.serial == serial => Some(t),
+                _ => None,
+            });
+            if let Some(tok) = tok {
+                self.zap_resolve(tok, serial, Some(reply));
+            }
+        }
+    }
+
+    fn zap_resolve(&mut self, tok: usize, serial: u64, reply: Option<crate::proto::ZapReply>) {
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return;
+        };
+        if c.serial != serial {
+            return;
+        }
+        let ConnState::Handshaking(hs) = &mut c.state else {
+            return;
+        };
+        let status = hs.resolve_auth(reply);
+        hs.poll_output(&mut c.enc);
+        if let Err(reason) = self.handshake_status(tok, status) {
+            self.close_conn(tok, reason);
+            return;
+        }
+        // Bytes that arrived while the handler was deciding are still buffered.
+        self.drive(tok, true);
     }
 
     fn handshake_done(&mut self, s: usize, peer: PeerInfo, addr: String) {
