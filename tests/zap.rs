@@ -16,6 +16,7 @@ fn zap_handler(ctx: &ferromq::Context) -> std::thread::JoinHandle<Vec<Vec<Vec<u8
                         && req.get(7).map(|p| &p[..]) == Some(b"secret")
                 }
                 Some(b"CURVE") => req.get(6).is_some_and(|k| k.len() == 32 && k[0] % 2 == 0),
+                Some(b"NULL") => req.get(2).map(|d| &d[..]) == Some(b"open"),
                 _ => false,
             };
             let (code, text, user) = if ok {
@@ -122,4 +123,43 @@ fn zap_handler_authenticates_curve_client_keys() {
     drop((admitted, refused, server));
     let seen = handler.join().unwrap();
     assert!(seen.iter().all(|r| r[5] == b"CURVE" && r[6].len() == 32));
+}
+
+#[test]
+fn zap_handler_checks_null_connections_with_a_domain() {
+    let ctx = ferromq::Context::new();
+    let handler = zap_handler(&ctx);
+    let server = |domain: Option<&str>| {
+        let s = ctx.socket(ferromq::PULL).unwrap();
+        s.set_linger(0).unwrap();
+        s.set_rcvtimeo(5000).unwrap();
+        if let Some(d) = domain {
+            s.set_zap_domain(d).unwrap();
+        }
+        s.bind("tcp://127.0.0.1:*").unwrap();
+        let ep = s.get_last_endpoint().unwrap().unwrap();
+        (s, ep)
+    };
+    let client = |ep: &str| {
+        let c = ctx.socket(ferromq::PUSH).unwrap();
+        c.set_linger(0).unwrap();
+        c.connect(ep).unwrap();
+        c
+    };
+    let (open, open_ep) = server(Some("open"));
+    let (closed, closed_ep) = server(Some("closed"));
+    let (plain, plain_ep) = server(None);
+    let (a, b, c) = (client(&open_ep), client(&closed_ep), client(&plain_ep));
+    a.send("to open", 0).unwrap();
+    b.send("to closed", 0).unwrap();
+    c.send("no domain", 0).unwrap();
+    assert_eq!(open.recv_bytes(0).unwrap(), b"to open");
+    assert_eq!(plain.recv_bytes(0).unwrap(), b"no domain");
+    assert!(not_delivered(&closed));
+    drop((a, b, c, open, closed, plain));
+    let seen = handler.join().unwrap();
+    // Only the two sockets with a domain asked.
+    assert!(seen.iter().all(|r| r[5] == b"NULL"));
+    assert!(seen.iter().any(|r| r[2] == b"open"));
+    assert!(seen.iter().any(|r| r[2] == b"closed"));
 }

@@ -324,7 +324,16 @@ impl Handshake {
             credentials: Vec::new(),
         };
         Ok(match &self.security.mechanism {
-            MechanismConfig::Null => Box::new(NullMechanism::new(props)),
+            MechanismConfig::Null => {
+                let null = NullMechanism::new(props);
+                let zap = !self.security.zap_domain.is_empty()
+                    && (self.security.authenticator.is_some() || self.security.defer_auth);
+                if zap {
+                    Box::new(null.with_zap(request))
+                } else {
+                    Box::new(null)
+                }
+            }
             MechanismConfig::PlainClient { username, password } => {
                 Box::new(PlainClient::new(username.clone(), password.clone(), props))
             }

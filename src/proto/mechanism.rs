@@ -106,11 +106,18 @@ pub trait Mechanism: Send + std::fmt::Debug {
 
 /// The NULL mechanism: each side sends READY with its properties; the peer's READY must be
 /// its first command.
+///
+/// With a ZAP domain (RFC 27: "NULL with a domain"), the peer's READY is first checked by the
+/// authenticator, and our READY is sent only once it agreed.
 #[derive(Debug)]
 pub struct NullMechanism {
     our_props: Metadata,
     ready_sent: bool,
     peer_ready: bool,
+    /// The request to authenticate the peer with, while not yet answered.
+    zap: Option<Box<ZapRequest>>,
+    /// The peer's READY properties, kept while the authenticator decides.
+    peer_props: Option<Metadata>,
 }
 
 impl NullMechanism {
@@ -120,7 +127,16 @@ impl NullMechanism {
             our_props,
             ready_sent: false,
             peer_ready: false,
+            zap: None,
+            peer_props: None,
         }
+    }
+
+    /// Authenticates the peer with `request` (mechanism NULL, no credentials) before
+    /// answering its READY.
+    pub fn with_zap(mut self, request: ZapRequest) -> Self {
+        self.zap = Some(Box::new(request));
+        self
     }
 }
 
@@ -130,7 +146,8 @@ impl Mechanism for NullMechanism {
     }
 
     fn poll_output(&mut self, enc: &mut Encoder) {
-        if !self.ready_sent {
+        // With ZAP, our READY waits until the peer is accepted.
+        if !self.ready_sent && self.zap.is_none() {
             let props = std::mem::take(&mut self.our_props);
             enc.encode_command(&Command::Ready(props));
             self.ready_sent = true;
@@ -144,10 +161,28 @@ impl Mechanism for NullMechanism {
         match cmd {
             Command::Ready(props) => {
                 self.peer_ready = true;
-                Ok(MechanismStatus::Ready(props))
+                match &self.zap {
+                    Some(req) => {
+                        let req = req.clone();
+                        self.peer_props = Some(props);
+                        Ok(MechanismStatus::Authenticate(req))
+                    }
+                    None => Ok(MechanismStatus::Ready(props)),
+                }
             }
             Command::Error(reason) => Err(ProtoError::PeerError(reason)),
             other => Err(ProtoError::UnexpectedCommand(other.name_lossy())),
+        }
+    }
+
+    fn auth_result(&mut self, reply: Option<&ZapReply>) -> Result<MechanismStatus, ProtoError> {
+        // Refusals were handled by the handshake; here the peer is accepted (or there is no
+        // authenticator, and NULL then accepts, as libzmq does).
+        let _ = reply;
+        self.zap = None;
+        match self.peer_props.take() {
+            Some(props) => Ok(MechanismStatus::Ready(props)),
+            None => Err(ProtoError::UnexpectedCommand("ZAP reply".into())),
         }
     }
 
