@@ -14,14 +14,16 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 #![doc(hidden)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::pattern::trie::{MultiTrie, Trie};
 use crate::proto::command::{encode_metadata, parse_metadata};
 use crate::proto::{
-    Command, Decoder, Encoder, Frame, Greeting, Handshake, HandshakeConfig, HandshakeStatus,
+    Authenticator, Command, Decoder, Encoder, Frame, FrameCipher, Greeting, Handshake,
+    HandshakeConfig, HandshakeStatus, MechanismConfig, SecurityConfig, ZapReply, ZapRequest,
 };
 use crate::SocketType;
 
@@ -64,6 +66,12 @@ impl<'a> Input<'a> {
 /// the number of chunk sizes (1 to 8), the following bytes give each size (0 means
 /// "everything left"); the rest is the payload, cut in those sizes cyclically.
 fn chunks(data: &[u8]) -> Vec<&[u8]> {
+    let (sizes, payload) = schedule(data);
+    cut(&sizes, payload)
+}
+
+/// Splits `data` into a chunk schedule (see `chunks`) and the rest.
+fn schedule(data: &[u8]) -> (Vec<usize>, &[u8]) {
     let mut input = Input::new(data);
     let entries = usize::from(input.byte() & 0x07) + 1;
     let sizes: Vec<usize> = input
@@ -71,8 +79,17 @@ fn chunks(data: &[u8]) -> Vec<&[u8]> {
         .iter()
         .map(|&b| if b == 0 { usize::MAX } else { usize::from(b) })
         .collect();
-    let mut rest = input.data;
+    (sizes, input.data)
+}
+
+/// Cuts `payload` in the chunk `sizes`, cyclically.
+fn cut<'a>(sizes: &[usize], payload: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut rest = payload;
     let mut out = Vec::new();
+    if sizes.is_empty() {
+        out.push(rest);
+        return out;
+    }
     for &size in sizes.iter().cycle() {
         if rest.is_empty() {
             break;
@@ -593,4 +610,1044 @@ fn check_trie_contents(trie: &Trie, multi: &MultiTrie<u8>, model: &TrieModel) {
         .map(|(k, pipes)| (k.clone(), pipes.clone()))
         .collect();
     assert_eq!(entries, expected, "MultiTrie::for_each (in order)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security handshakes (PLAIN, CURVE) and the CURVE frame cipher
+
+/// The long-term CURVE secret key of the fuzzed servers (fixed, so that a seed can carry a
+/// valid client HELLO).
+pub const FUZZ_SERVER_SECRET: [u8; 32] = [0x11; 32];
+/// The long-term CURVE secret key of the fuzzed clients.
+pub const FUZZ_CLIENT_SECRET: [u8; 32] = [0x22; 32];
+/// The PLAIN user name and password of the fuzzed clients.
+pub const FUZZ_PLAIN_CREDENTIALS: (&[u8], &[u8]) = (b"admin", b"secret");
+/// The user id the fuzz authenticator grants.
+const FUZZ_USER_ID: &[u8] = b"fuzz";
+
+/// The security settings [`security_handshake`] plays, from its setup byte: bits 0-1 pick
+/// PLAIN client, PLAIN server, CURVE client or CURVE server; `0x04` installs an authenticator
+/// (it accepts credentials whose last part has an even length, with user id `fuzz`: the
+/// PLAIN password `secret` and every CURVE key pass);
+/// `0x08` defers authentication to the caller.
+pub fn fuzz_security(setup: u8) -> SecurityConfig {
+    let server_public = crate::CurveKeyPair::from_secret_key(FUZZ_SERVER_SECRET).public_key;
+    let mechanism = match setup % 4 {
+        0 => MechanismConfig::PlainClient {
+            username: Bytes::from_static(FUZZ_PLAIN_CREDENTIALS.0),
+            password: Bytes::from_static(FUZZ_PLAIN_CREDENTIALS.1),
+        },
+        1 => MechanismConfig::PlainServer,
+        2 => MechanismConfig::CurveClient {
+            server_key: server_public,
+            secret_key: FUZZ_CLIENT_SECRET,
+        },
+        _ => MechanismConfig::CurveServer {
+            secret_key: FUZZ_SERVER_SECRET,
+        },
+    };
+    let authenticator: Option<Arc<dyn Authenticator>> = if setup & 0x04 != 0 {
+        Some(Arc::new(|r: &ZapRequest| {
+            if r.credentials.last().is_some_and(|c| c.len() % 2 == 0) {
+                ZapReply::ok(FUZZ_USER_ID)
+            } else {
+                ZapReply::denied("odd")
+            }
+        }))
+    } else {
+        None
+    };
+    SecurityConfig {
+        mechanism,
+        authenticator,
+        defer_auth: setup & 0x08 != 0,
+        ..SecurityConfig::default()
+    }
+}
+
+/// The greeting a peer of `security` sends: same mechanism, the other role.
+pub fn fuzz_peer_greeting(security: &SecurityConfig) -> [u8; 64] {
+    Greeting {
+        mechanism: crate::proto::greeting::mechanism_field(security.mechanism.kind().name()),
+        ..Greeting::null(!security.mechanism.is_server())
+    }
+    .encode()
+}
+
+/// Runs a PLAIN or CURVE [`Handshake`] against arbitrary peer bytes. Byte 0 is the setup
+/// (see [`fuzz_security`]; `0x10` = a deferred authentication is answered 200, else 400;
+/// bits 5-7 pick our socket type from [`HANDSHAKE_TYPES`]); then a chunk schedule as in
+/// [`decode_frames`]; the rest follows a valid peer greeting for the mechanism and is fed
+/// in those chunks.
+///
+/// Checks that nothing panics; that we send our greeting (right mechanism and role) first;
+/// that a completed handshake has a compatible peer and the right mechanism; that a CURVE
+/// handshake never completes (forged input cannot hold valid boxes: the client's transient
+/// key and the server's cookie key are fresh); that a PLAIN server completes only when the
+/// authentication granted the fuzz user id. After completion the rest of the input goes
+/// through a [`Decoder`].
+///
+/// Returns the number of bytes sent plus consumed.
+pub fn security_handshake(data: &[u8]) -> u64 {
+    let Some((&setup, rest)) = data.split_first() else {
+        return 0;
+    };
+    let security = fuzz_security(setup);
+    let kind = security.mechanism.kind();
+    let is_server = security.mechanism.is_server();
+    let socket_type = HANDSHAKE_TYPES[usize::from(setup >> 5) % HANDSHAKE_TYPES.len()];
+    let cfg = HandshakeConfig {
+        socket_type,
+        identity: Bytes::new(),
+        as_server: false,
+        max_msg_size: Some(FUZZ_MAX_MSG_SIZE),
+    };
+    let our_greeting = Greeting {
+        mechanism: crate::proto::greeting::mechanism_field(kind.name()),
+        ..Greeting::null(is_server)
+    }
+    .encode();
+    let peer_greeting = fuzz_peer_greeting(&security);
+    let mut hs = Handshake::new(cfg).with_security(security);
+    let (sizes, payload) = schedule(rest);
+    let stream = [&peer_greeting[..], payload].concat();
+
+    let mut enc = Encoder::new();
+    let mut out = BytesMut::new();
+    hs.poll_output(&mut enc);
+    enc.drain_into(&mut out);
+    let mut buf = BytesMut::new();
+    let mut consumed = 0;
+    let mut done = None;
+    let mut traffic: Option<Decoder> = None;
+    'feed: for chunk in cut(&sizes, &stream) {
+        consumed += chunk.len();
+        buf.extend_from_slice(chunk);
+        if traffic.is_none() {
+            let mut status = hs.handle_input(&mut buf);
+            // A deferred authentication is answered at once, then the buffer handled again.
+            while matches!(status, Ok(HandshakeStatus::InProgress)) && hs.pending_auth().is_some() {
+                let reply = if setup & 0x10 != 0 {
+                    ZapReply::ok(FUZZ_USER_ID)
+                } else {
+                    ZapReply::denied("deferred")
+                };
+                status = hs
+                    .resolve_auth(Some(reply))
+                    .and_then(|_| hs.handle_input(&mut buf));
+            }
+            hs.poll_output(&mut enc);
+            enc.drain_into(&mut out);
+            match status {
+                Ok(HandshakeStatus::InProgress) => continue,
+                Ok(HandshakeStatus::Done(peer)) => {
+                    done = Some(peer);
+                    traffic = Some(Decoder::new(Some(FUZZ_MAX_MSG_SIZE)));
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(decoder) = traffic.as_mut() {
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => break 'feed,
+                }
+            }
+        }
+    }
+    hs.poll_output(&mut enc);
+    enc.drain_into(&mut out);
+    assert_eq!(
+        out.get(..64),
+        Some(&our_greeting[..]),
+        "our greeting not sent first"
+    );
+    if let Some(peer) = done {
+        assert!(
+            socket_type.is_compatible_with(peer.socket_type),
+            "handshake accepted an incompatible peer"
+        );
+        assert_eq!(peer.mechanism, kind, "wrong mechanism reported");
+        assert_ne!(
+            kind,
+            crate::proto::mechanism::MechanismKind::Curve,
+            "CURVE handshake completed on forged input"
+        );
+        if is_server {
+            assert_eq!(
+                &peer.user_id[..],
+                FUZZ_USER_ID,
+                "PLAIN server accepted a client the authenticator did not approve"
+            );
+        }
+        assert!(hs.take_cipher().is_none(), "PLAIN has no cipher");
+    }
+    (out.len() + consumed) as u64
+}
+
+/// Runs an in-memory CURVE handshake between a client and a server (fixed long-term keys,
+/// fresh transient keys), returning both ciphers (client's, server's).
+pub fn curve_pair() -> (FrameCipher, FrameCipher) {
+    let cfg = HandshakeConfig {
+        socket_type: SocketType::DEALER,
+        identity: Bytes::new(),
+        as_server: false,
+        max_msg_size: None,
+    };
+    let mut c = Handshake::new(cfg.clone()).with_security(fuzz_security(2));
+    let mut s = Handshake::new(cfg).with_security(fuzz_security(3));
+    let (mut to_c, mut to_s) = (BytesMut::new(), BytesMut::new());
+    let mut enc = Encoder::new();
+    for _ in 0..6 {
+        c.poll_output(&mut enc);
+        enc.drain_into(&mut to_s);
+        s.poll_output(&mut enc);
+        enc.drain_into(&mut to_c);
+        let _ = c.handle_input(&mut to_c);
+        let _ = s.handle_input(&mut to_s);
+    }
+    match (c.take_cipher(), s.take_cipher()) {
+        (Some(cc), Some(sc)) => (cc, sc),
+        _ => panic!("in-memory CURVE handshake did not complete"),
+    }
+}
+
+/// Feeds arbitrary MESSAGE bodies to the [`FrameCipher`] of a fresh CURVE connection. The
+/// input is split at each `0xFF` byte; each piece is tried as a MESSAGE body (behind the
+/// `\x07MESSAGE` name, and as a MESSAGE command frame), and must never open. After each
+/// piece a genuine frame (the piece itself, flags from its length) goes through and opens to
+/// the same bytes and flags; replaying it, or flipping one bit of it, must fail.
+///
+/// Returns the number of genuine frames opened.
+pub fn curve_frames(data: &[u8]) -> u64 {
+    let (mut client, mut server) = curve_pair();
+    let mut opened = 0u64;
+    for (i, body) in data.split(|&b| b == 0xFF).enumerate() {
+        let forged = [&b"\x07MESSAGE"[..], body].concat();
+        assert!(server.decrypt(&forged).is_err(), "forged MESSAGE opened");
+        assert!(
+            server.decrypt_after_name(body).is_err(),
+            "forged MESSAGE opened"
+        );
+        let as_command = Frame::Command(Command::Unknown {
+            name: Bytes::from_static(b"MESSAGE"),
+            body: Bytes::copy_from_slice(body),
+        });
+        assert!(
+            server.decrypt_frame(&as_command).is_err(),
+            "forged MESSAGE command opened"
+        );
+        let as_message = Frame::Message {
+            data: Bytes::from(forged),
+            more: false,
+        };
+        assert!(
+            server.decrypt_frame(&as_message).is_err(),
+            "forged MESSAGE frame opened"
+        );
+
+        let (more, command) = (body.len() % 2 == 1, body.len() % 3 == 1);
+        let genuine = client.encrypt(body, more, command).expect("encrypt");
+        if let Some(&pos) = body.first() {
+            // One flipped bit anywhere after the name must be refused.
+            let mut tampered = genuine.to_vec();
+            let at = 8 + usize::from(pos) % (tampered.len() - 8);
+            tampered[at] ^= 1 << (i % 8);
+            assert!(
+                server.decrypt(&tampered).is_err(),
+                "tampered MESSAGE opened"
+            );
+        }
+        let plain = server.decrypt(&genuine).expect("genuine MESSAGE must open");
+        assert_eq!(
+            (&plain.data[..], plain.more, plain.command),
+            (body, more, command)
+        );
+        assert!(server.decrypt(&genuine).is_err(), "replayed MESSAGE opened");
+        // And the other direction.
+        let back = server.encrypt(body, more, command).expect("encrypt");
+        let plain = client.decrypt(&back).expect("genuine reply must open");
+        assert_eq!(&plain.data[..], body);
+        opened += 1;
+    }
+    opened
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket patterns driven by arbitrary operation sequences
+
+/// The socket types [`pattern_ops`] drives, chosen by its first input byte.
+pub const PATTERN_TYPES: [SocketType; 11] = [
+    SocketType::PAIR,
+    SocketType::PUSH,
+    SocketType::PULL,
+    SocketType::REQ,
+    SocketType::REP,
+    SocketType::DEALER,
+    SocketType::ROUTER,
+    SocketType::PUB,
+    SocketType::SUB,
+    SocketType::XPUB,
+    SocketType::XSUB,
+];
+
+/// The trailer of a tracked frame: magic, message tag (u32 LE), frame index, frame count.
+const TAG_MAGIC: u8 = 0xF7;
+const TRAILER_LEN: usize = 7;
+
+/// The trailer of a tracked frame, if `frame` has one: (tag, index, count).
+fn trailer(frame: &[u8]) -> Option<(u32, u8, u8)> {
+    let start = frame.len().checked_sub(TRAILER_LEN)?;
+    let t = &frame[start..];
+    (t[0] == TAG_MAGIC).then(|| (u32::from_le_bytes([t[1], t[2], t[3], t[4]]), t[5], t[6]))
+}
+
+/// One peer of the fuzzed pattern: the far ends of its pipes.
+struct FuzzPeer {
+    id: u64,
+    out: Arc<crate::pattern::Pipe>,
+    inp: Arc<crate::pattern::Pipe>,
+    routing_id: Bytes,
+    attached: bool,
+}
+
+/// Checks the frames of a delivered message: its tracked frames (those with a trailer) form
+/// a contiguous suffix of one message, all its frames in order. Returns the tag, if tracked.
+fn check_whole(frames: &[Bytes], what: &str) -> Option<u32> {
+    let first = frames.iter().position(|f| trailer(f).is_some())?;
+    let tracked = &frames[first..];
+    let (tag, _, count) = trailer(&tracked[0]).expect("tracked");
+    assert_eq!(
+        tracked.len(),
+        usize::from(count),
+        "{what}: multipart message split or padded: {frames:?}"
+    );
+    for (i, f) in tracked.iter().enumerate() {
+        assert_eq!(
+            trailer(f),
+            Some((tag, i as u8, count)),
+            "{what}: frames interleaved or reordered: {frames:?}"
+        );
+    }
+    Some(tag)
+}
+
+/// Drives a [`crate::pattern::Pattern`] (from [`crate::pattern::for_type`]) with an
+/// arbitrary sequence of operations, playing its peers' ends of the pipes. Byte 0 picks the
+/// socket type ([`PATTERN_TYPES`]), byte 1 the pipes' HWM (0-4, 0 = none); then each
+/// operation is a byte (`% 12`) and its operands: attach a peer, detach one, close one of its
+/// pipes, push a message into a peer's inbound pipe (tracked, with an optional untracked
+/// envelope, or a raw untracked message such as a subscription), pop from (or pop a batch
+/// from) a peer's outbound pipe, set an option, send through the pattern (single frame:
+/// `send(msg, false)`; multipart: `admit` on the first frame, then `send(msg, true)` as the
+/// socket does), receive, or ask `can_send` / `can_recv`.
+///
+/// Tracked messages carry a unique tag in a trailer on every frame. Checks that:
+/// - nothing panics;
+/// - every delivered message (to the application by `recv`, to a peer by its outbound pipe,
+///   or handed back by `WouldBlock`) is whole: its tracked frames are one message, complete
+///   and in order (never split or interleaved);
+/// - a message pushed by a peer is received at most once, and only if it was pushed;
+/// - a message sent is delivered at most once to each peer, to at most one peer unless the
+///   type broadcasts (PUB, XPUB, XSUB), and only if it was sent (and not handed back);
+/// - no pipe with an HWM ever holds more than HWM + 1 messages.
+///
+/// Returns the number of operations run.
+pub fn pattern_ops(data: &[u8]) -> u64 {
+    use crate::pattern::pipe::NoNotify;
+    use crate::pattern::{for_type, Msg, PatternOpt, Peer, Pipe, SendError};
+
+    let mut input = Input::new(data);
+    let socket_type = PATTERN_TYPES[usize::from(input.byte()) % PATTERN_TYPES.len()];
+    let hwm = usize::from(input.byte() % 5);
+    let Some(mut pattern) = for_type(socket_type) else {
+        return 0;
+    };
+    let broadcast = matches!(
+        socket_type,
+        SocketType::PUB | SocketType::XPUB | SocketType::XSUB
+    );
+    let mut peers: Vec<FuzzPeer> = Vec::new();
+    let mut next_id = 1u64;
+    let mut next_tag = 0u32;
+    // Tags pushed by peers, and those the application received.
+    let mut pushed: HashSet<u32> = HashSet::new();
+    let mut received: HashSet<u32> = HashSet::new();
+    // Tags sent through the pattern, and which peers got each one.
+    let mut sent: HashSet<u32> = HashSet::new();
+    let mut handed_back: HashSet<u32> = HashSet::new();
+    let mut delivered: HashMap<u32, BTreeSet<u64>> = HashMap::new();
+    let mut ops = 0u64;
+
+    // Builds a tracked message: an envelope of 0-2 untracked frames (0-3 bytes each), then
+    // 1-3 tracked frames, each with 0-2 bytes of content before its trailer.
+    let mut tracked_msg = |input: &mut Input<'_>, first: Option<Bytes>| -> (u32, Msg) {
+        let shape = input.byte();
+        let tag = next_tag;
+        next_tag += 1;
+        let mut frames: Vec<Bytes> = first.into_iter().collect();
+        for _ in 0..(shape & 0x03) % 3 {
+            let len = usize::from(input.byte() % 4);
+            frames.push(Bytes::copy_from_slice(input.take(len)));
+        }
+        let count = (shape >> 2) % 3 + 1;
+        for i in 0..count {
+            let len = usize::from(input.byte() % 3);
+            let mut f = input.take(len).to_vec();
+            f.push(TAG_MAGIC);
+            f.extend_from_slice(&tag.to_le_bytes());
+            f.extend_from_slice(&[i, count]);
+            frames.push(Bytes::from(f));
+        }
+        (tag, Msg::from_frames(frames))
+    };
+    // An untracked message of 1-2 frames of at most 6 bytes (never mistaken for a trailer).
+    let raw_msg = |input: &mut Input<'_>| -> Msg {
+        let n = input.byte() % 2 + 1;
+        let frames = (0..n)
+            .map(|_| {
+                let len = usize::from(input.byte() % 7);
+                Bytes::copy_from_slice(input.take(len))
+            })
+            .collect();
+        Msg::from_frames(frames)
+    };
+
+    while !input.is_empty() {
+        ops += 1;
+        let op = input.byte();
+        let pick = usize::from(input.byte());
+        let peer_idx = (!peers.is_empty()).then(|| pick % peers.len());
+        match op % 12 {
+            0 if peers.len() < 8 => {
+                let id = next_id;
+                next_id += 1;
+                let routing_id = match input.byte() % 4 {
+                    0 => Bytes::new(),
+                    k => Bytes::from(vec![b'r', k]),
+                };
+                let fp = FuzzPeer {
+                    id,
+                    out: Arc::new(Pipe::new(hwm, Arc::new(NoNotify), Arc::new(NoNotify))),
+                    inp: Arc::new(Pipe::new(hwm, Arc::new(NoNotify), Arc::new(NoNotify))),
+                    routing_id: routing_id.clone(),
+                    attached: false,
+                };
+                let peer = Peer {
+                    id,
+                    out: fp.out.clone(),
+                    inp: fp.inp.clone(),
+                    routing_id,
+                    meta: None,
+                };
+                let mut fp = fp;
+                fp.attached = pattern.attach(peer);
+                if !fp.attached {
+                    fp.out.close();
+                    fp.inp.close();
+                }
+                peers.push(fp);
+            }
+            1 => {
+                if let Some(i) = peer_idx {
+                    let p = &mut peers[i];
+                    if p.attached {
+                        // The connection is gone: the engine closes both pipes.
+                        p.inp.close();
+                        p.out.close();
+                        pattern.detach(p.id);
+                        p.attached = false;
+                    }
+                }
+            }
+            2 => {
+                if let Some(i) = peer_idx {
+                    if pick & 0x80 != 0 {
+                        peers[i].inp.close();
+                    } else {
+                        peers[i].out.close();
+                    }
+                }
+            }
+            3 => {
+                if let Some(i) = peer_idx {
+                    let (tag, msg) = tracked_msg(&mut input, None);
+                    if peers[i].inp.push(msg).is_ok() {
+                        pushed.insert(tag);
+                    }
+                }
+            }
+            4 => {
+                if let Some(i) = peer_idx {
+                    let msg = raw_msg(&mut input);
+                    let _ = peers[i].inp.push(msg);
+                }
+            }
+            5 | 6 => {
+                if let Some(i) = peer_idx {
+                    let mut batch = Vec::new();
+                    if op % 12 == 5 {
+                        batch.extend(peers[i].out.pop());
+                    } else {
+                        peers[i].out.pop_batch(&mut batch, 1 + pick % 4);
+                    }
+                    let id = peers[i].id;
+                    for msg in batch {
+                        if let Some(tag) = check_whole(msg.frames(), "peer outbound") {
+                            assert!(
+                                sent.contains(&tag),
+                                "peer got a message never sent: {msg:?}"
+                            );
+                            let to = delivered.entry(tag).or_default();
+                            assert!(to.insert(id), "message {tag} delivered twice to a peer");
+                            assert!(
+                                broadcast || to.len() == 1,
+                                "message {tag} delivered to several peers"
+                            );
+                        }
+                    }
+                }
+            }
+            7 => {
+                let arg = input.byte();
+                let on = arg & 1 != 0;
+                let len = usize::from(arg >> 1) % 4;
+                let bytes = input.take(len);
+                let opt = match pick % 10 {
+                    0 => PatternOpt::Subscribe(bytes),
+                    1 => PatternOpt::Unsubscribe(bytes),
+                    2 => PatternOpt::ReqRelaxed(on),
+                    3 => PatternOpt::ReqCorrelate(on),
+                    4 => PatternOpt::RouterMandatory(on),
+                    5 => PatternOpt::RouterHandover(on),
+                    6 => PatternOpt::ProbeRouter(on),
+                    7 => PatternOpt::XpubVerbose(on),
+                    8 => PatternOpt::XpubWelcomeMsg(on.then_some(bytes)),
+                    _ => PatternOpt::ConnectRoutingId(bytes),
+                };
+                let _ = pattern.set_opt(opt);
+            }
+            8 | 9 => {
+                // ROUTER: address a known peer (or an unknown id) in the first frame.
+                let first = (socket_type == SocketType::ROUTER).then(|| match peer_idx {
+                    Some(i) if pick & 0x80 == 0 => peers[i].routing_id.clone(),
+                    _ => Bytes::from_static(b"nobody"),
+                });
+                let (tag, msg) = if op % 12 == 9 {
+                    (None, raw_msg(&mut input))
+                } else {
+                    let (tag, msg) = tracked_msg(&mut input, first);
+                    (Some(tag), msg)
+                };
+                let result = if msg.frames().len() == 1 {
+                    pattern.send(msg, false)
+                } else {
+                    match pattern.admit(&msg.frames()[0]) {
+                        Ok(true) => pattern.send(msg, true),
+                        Ok(false) => Err(SendError::WouldBlock(msg)),
+                        Err(e) => Err(e),
+                    }
+                };
+                match (result, tag) {
+                    (Ok(()), Some(tag)) => {
+                        sent.insert(tag);
+                    }
+                    (Err(SendError::WouldBlock(back)), Some(tag)) => {
+                        assert_eq!(
+                            check_whole(back.frames(), "handed back"),
+                            Some(tag),
+                            "a refused message came back altered"
+                        );
+                        handed_back.insert(tag);
+                    }
+                    _ => {}
+                }
+            }
+            10 => {
+                if let Ok(Some((msg, _))) = pattern.recv() {
+                    if let Some(tag) = check_whole(msg.frames(), "recv") {
+                        assert!(
+                            pushed.contains(&tag),
+                            "received a message no peer pushed: {msg:?}"
+                        );
+                        assert!(received.insert(tag), "message {tag} received twice");
+                    }
+                }
+            }
+            _ => {
+                let _ = pattern.can_send();
+                let _ = pattern.can_recv();
+            }
+        }
+        for p in &peers {
+            for pipe in [&p.out, &p.inp] {
+                if hwm > 0 {
+                    assert!(
+                        pipe.len() <= hwm + 1,
+                        "{socket_type:?}: pipe holds {} messages with HWM {hwm}",
+                        pipe.len()
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        sent.is_disjoint(&handed_back),
+        "a message was both taken and handed back"
+    );
+    ops
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reliable-PUB discovery and subscriber machines
+
+/// A node id from one input byte (a handful of ids, so that operations collide).
+fn fuzz_node(b: u8) -> crate::rpub::wire::Id128 {
+    crate::rpub::wire::Id128([b % 4; 16])
+}
+
+/// A length byte then that many bytes.
+fn fuzz_blob<'a>(input: &mut Input<'a>) -> &'a [u8] {
+    let len = usize::from(input.byte());
+    input.take(len)
+}
+
+/// A structured discovery message from a few input bytes.
+fn fuzz_discovery_msg(input: &mut Input<'_>) -> crate::rpub::wire::DiscoveryMessage {
+    use crate::rpub::wire::{
+        AckStatus, DiscoveryMessage, Endpoint, EventKind, LeaveReason, NodeRecord, NodeState,
+    };
+    let kind = input.byte();
+    let id = fuzz_node(input.byte());
+    let incarnation = u64::from(input.byte() % 4);
+    let endpoints = (0..input.byte() % 3)
+        .map(|i| Endpoint {
+            name: format!("role{i}"),
+            uri: format!("tcp://10.0.0.{}:5555", input.byte() % 3),
+        })
+        .collect::<Vec<_>>();
+    let record = |input: &mut Input<'_>| NodeRecord {
+        id: fuzz_node(input.byte()),
+        incarnation: u64::from(input.byte() % 4),
+        state: if input.byte() & 1 == 0 {
+            NodeState::Alive
+        } else {
+            NodeState::Left
+        },
+        lease_left_ms: u32::from(input.byte()) * 100,
+        endpoints: endpoints.clone(),
+    };
+    match kind % 8 {
+        0 => DiscoveryMessage::Register {
+            id,
+            incarnation,
+            lease_ms: u32::from(input.byte()) * 50,
+            endpoints: endpoints.clone(),
+        },
+        1 => DiscoveryMessage::Renew { id, incarnation },
+        2 => DiscoveryMessage::Unregister { id, incarnation },
+        3 => DiscoveryMessage::List {
+            request_id: u64::from(input.byte()),
+        },
+        4 => DiscoveryMessage::Ack {
+            status: match input.byte() % 4 {
+                0 => AckStatus::Ok,
+                1 => AckStatus::Stale,
+                2 => AckStatus::Unknown,
+                _ => AckStatus::Bad,
+            },
+            id,
+            incarnation,
+            lease_ms: u32::from(input.byte()) * 50,
+        },
+        5 => DiscoveryMessage::ListReply {
+            request_id: u64::from(input.byte()),
+            instance: id,
+            nodes: (0..input.byte() % 4).map(|_| record(input)).collect(),
+        },
+        _ => DiscoveryMessage::Event {
+            kind: match input.byte() % 5 {
+                0 => EventKind::Join,
+                1 => EventKind::Leave(LeaveReason::None),
+                2 => EventKind::Leave(LeaveReason::Unregistered),
+                3 => EventKind::Leave(LeaveReason::Expired),
+                _ => EventKind::Leave(LeaveReason::Superseded),
+            },
+            instance: id,
+            node: record(input),
+        },
+    }
+}
+
+/// Drives the discovery machines of `rpub::discovery` with arbitrary operations: a
+/// [`LeaseTable`](crate::rpub::discovery::LeaseTable) (instance 0), a
+/// [`Registrar`](crate::rpub::discovery::Registrar) registering with it, and a
+/// [`DiscoveryClient`](crate::rpub::discovery::DiscoveryClient) of three instances, fed
+/// structured messages, raw frames (decoded by their `handle_frame`), the table's own
+/// replies and events, and a clock that only moves forward (op byte `% 8`).
+///
+/// Checks that nothing panics; every reply and event the table produces encodes and
+/// decodes back to itself; the table answers every request; after `poll_expired(now)` no
+/// entry expires at or before `now`; the client's `Up`/`Down` changes, applied to a model,
+/// always give exactly its `nodes()`, all alive, and a `Down` only for a node that was up.
+///
+/// Returns the number of operations run.
+pub fn discovery_ops(data: &[u8]) -> u64 {
+    use crate::rpub::discovery::{
+        ClientConfig, DiscoveryClient, LeaseConfig, LeaseTable, NodeChange, Registrar,
+    };
+    use crate::rpub::wire::{DiscoveryMessage, Endpoint, NodeState};
+
+    let mut input = Input::new(data);
+    let mut now = 0u64;
+    let mut table = LeaseTable::new(fuzz_node(9), LeaseConfig::default());
+    let mut registrar = Registrar::new(
+        fuzz_node(1),
+        1,
+        3000,
+        vec![Endpoint {
+            name: "pub".into(),
+            uri: "tcp://10.0.0.1:5555".into(),
+        }],
+        1,
+    );
+    let mut client = DiscoveryClient::new(ClientConfig::default(), 3);
+    let mut model: BTreeMap<crate::rpub::wire::Id128, crate::rpub::wire::NodeRecord> =
+        BTreeMap::new();
+    let mut ops = 0u64;
+
+    let roundtrip = |m: &DiscoveryMessage| {
+        let enc = m.encode().expect("a produced message encodes");
+        assert_eq!(
+            DiscoveryMessage::decode(&enc).as_ref(),
+            Ok(m),
+            "produced message does not round-trip"
+        );
+    };
+    let apply = |model: &mut BTreeMap<_, _>, changes: Vec<NodeChange>| {
+        for c in changes {
+            match c {
+                NodeChange::Up(r) => {
+                    assert_eq!(r.state, NodeState::Alive, "Up with a left record");
+                    model.insert(r.id, r);
+                }
+                NodeChange::Down { id, .. } => {
+                    assert!(model.remove(&id).is_some(), "Down for a node not up");
+                }
+            }
+        }
+    };
+
+    while !input.is_empty() {
+        ops += 1;
+        let op = input.byte();
+        match op % 8 {
+            0 => {
+                let msg = fuzz_discovery_msg(&mut input);
+                let out = table.handle(&msg, now);
+                let reply = out.reply.expect("the table answers every request");
+                roundtrip(&reply);
+                for e in &out.events {
+                    roundtrip(e);
+                    apply(&mut model, client.handle(0, e, now));
+                }
+                if let DiscoveryMessage::ListReply { .. } = reply {
+                    apply(&mut model, client.handle(0, &reply, now));
+                }
+            }
+            1 => {
+                let frame = fuzz_blob(&mut input);
+                if let Ok((reply, events)) = table.handle_frame(frame, now) {
+                    assert!(reply.is_some(), "the table answers every request");
+                    for e in events {
+                        assert_eq!(e.len(), 2, "event frames");
+                        let msg = DiscoveryMessage::decode(&e[1]).expect("event decodes");
+                        apply(&mut model, client.handle(0, &msg, now));
+                    }
+                }
+            }
+            2 => {
+                let instance = usize::from(op >> 3) % 4;
+                let frame = fuzz_blob(&mut input);
+                if let Ok(changes) = client.handle_frame(instance, frame, now) {
+                    apply(&mut model, changes);
+                }
+            }
+            3 => {
+                let instance = usize::from(op >> 3) % 4;
+                let msg = fuzz_discovery_msg(&mut input);
+                apply(&mut model, client.handle(instance, &msg, now));
+            }
+            4 => {
+                now += u64::from(input.byte()) * 250;
+                for e in table.poll_expired(now) {
+                    roundtrip(&e);
+                    apply(&mut model, client.handle(0, &e, now));
+                }
+                if let Some(t) = table.next_expiry() {
+                    assert!(
+                        t > now,
+                        "an entry expires at {t} <= now {now} after polling"
+                    );
+                }
+                let (reqs, changes) = client.poll(now);
+                apply(&mut model, changes);
+                for (_, req) in reqs {
+                    let out = table.handle(&req, now);
+                    let reply = out.reply.expect("the table answers LIST");
+                    roundtrip(&reply);
+                    for e in &out.events {
+                        apply(&mut model, client.handle(0, e, now));
+                    }
+                    apply(&mut model, client.handle(0, &reply, now));
+                }
+            }
+            5 => {
+                for (_, msg) in registrar.poll(now) {
+                    roundtrip(&msg);
+                    let out = table.handle(&msg, now);
+                    let reply = out.reply.expect("the table answers");
+                    for e in &out.events {
+                        apply(&mut model, client.handle(0, e, now));
+                    }
+                    let _ = registrar.handle_ack(0, &reply, now);
+                }
+            }
+            6 => {
+                let msg = fuzz_discovery_msg(&mut input);
+                let _ = registrar.handle_ack(usize::from(op >> 3) % 2, &msg, now);
+                if op & 0x80 != 0 {
+                    registrar.set_incarnation(registrar.incarnation() + 1);
+                }
+            }
+            _ => {
+                if op & 0x80 != 0 {
+                    for (_, msg) in registrar.unregister() {
+                        let out = table.handle(&msg, now);
+                        for e in &out.events {
+                            apply(&mut model, client.handle(0, e, now));
+                        }
+                    }
+                }
+                let _ = client.next_timer_at();
+                let _ = table.list(now);
+            }
+        }
+        let nodes = client.nodes();
+        assert!(
+            nodes.iter().all(|r| r.state == NodeState::Alive),
+            "client lists a left node"
+        );
+        let ids: Vec<_> = nodes.iter().map(|r| r.id).collect();
+        let model_ids: Vec<_> = model.keys().copied().collect();
+        assert_eq!(ids, model_ids, "client changes disagree with its nodes()");
+        assert_eq!(
+            nodes,
+            model.values().cloned().collect::<Vec<_>>(),
+            "client changes disagree with its nodes()"
+        );
+    }
+    ops
+}
+
+/// Drives an rpub [`Subscriber`](crate::rpub::subscriber::Subscriber) (subscribed to every
+/// stream) with arbitrary DATA, HEARTBEAT and replay-channel frames, structured (two
+/// publishers, three epochs, three streams, small seqs) or raw, and a clock that only moves
+/// forward. Byte 0: join policy (`% 5`), byte 1: reorder window (`% 16 + 1`). Then each op
+/// (byte `% 8`): DATA, HEARTBEAT, replay reply (RETRANSMISSION, JOIN, END, GAP, BUSY), raw
+/// data-channel frames, raw replay frames, advance the clock and poll the timers (the
+/// REQUESTs must encode and decode back), take up to a few deliveries, cursor and stats.
+///
+/// Checks that nothing panics and that, per (publisher, epoch, stream), delivered messages
+/// and gaps come in increasing seq order with no seq delivered twice (a gap `from..=to` has
+/// `from <= to` and lies after everything delivered before it).
+///
+/// Returns the number of deliveries taken.
+pub fn rpub_subscriber_ops(data: &[u8]) -> u64 {
+    use crate::rpub::subscriber::{Delivery, JoinPolicy, Subscriber, SubscriberConfig};
+    use crate::rpub::wire::{
+        encode_cursor, DataHeader, DataMessage, Heartbeat, Id128, ReplayReply, ReplayRequest,
+        RequestKind, StreamMark, FLAG_RETRANSMISSION,
+    };
+
+    let mut input = Input::new(data);
+    let join_policy = match input.byte() % 5 {
+        0 => JoinPolicy::FromNow,
+        1 => JoinPolicy::FromOldest,
+        2 => JoinPolicy::FromSeq(3),
+        3 => JoinPolicy::LastN(2),
+        _ => JoinPolicy::FromSeq(0),
+    };
+    let config = SubscriberConfig {
+        join_policy,
+        reorder_window: u64::from(input.byte() % 16) + 1,
+        slow_consumer_threshold: 64,
+        ..SubscriberConfig::default()
+    };
+    let mut sub = Subscriber::new(config);
+    sub.subscribe(b"");
+    let publisher = |b: u8| Id128([b & 1; 16]);
+    let stream = |b: u8| Bytes::from_static([&b"a"[..], b"b", b"ab"][usize::from(b % 3)]);
+    let mut now = 1u64;
+    let mut last: HashMap<(Id128, u64, Bytes), u64> = HashMap::new();
+    let mut taken = 0u64;
+
+    let mut take = |sub: &mut Subscriber, max: usize| {
+        for _ in 0..max {
+            let Some(d) = sub.poll_event() else { break };
+            taken += 1;
+            let (key, from, to) = match d {
+                Delivery::Message(m) => ((m.publisher, m.epoch, m.stream), m.seq, m.seq),
+                Delivery::UnrecoverableGap {
+                    publisher,
+                    epoch,
+                    stream,
+                    from,
+                    to,
+                } => ((publisher, epoch, stream), from, to),
+                _ => continue,
+            };
+            assert!(from <= to, "gap {from}..={to} is empty");
+            if let Some(&prev) = last.get(&key) {
+                assert!(
+                    from > prev,
+                    "{key:?}: seq {from} delivered after {prev} (duplicate or out of order)"
+                );
+            }
+            last.insert(key, to);
+        }
+    };
+
+    while !input.is_empty() {
+        let op = input.byte();
+        match op % 8 {
+            0 => {
+                let (p, e, s, seq) = (input.byte(), input.byte(), input.byte(), input.byte());
+                let m = DataMessage {
+                    stream: stream(s),
+                    header: DataHeader {
+                        flags: if op & 0x80 != 0 {
+                            FLAG_RETRANSMISSION
+                        } else {
+                            0
+                        },
+                        publisher: publisher(p),
+                        epoch: u64::from(e % 3) + 1,
+                        seq: u64::from(seq % 32),
+                        timestamp_ms: now,
+                    },
+                    payload: vec![Bytes::copy_from_slice(fuzz_blob(&mut input))],
+                };
+                let _ = sub.handle_data(&m.encode(), now);
+            }
+            1 => {
+                let (p, e) = (input.byte(), input.byte());
+                let streams = (0..input.byte() % 3)
+                    .map(|_| {
+                        let (s, newest, oldest) = (input.byte(), input.byte(), input.byte());
+                        StreamMark {
+                            stream: stream(s),
+                            newest: u64::from(newest % 32),
+                            oldest: u64::from(oldest % 32),
+                        }
+                    })
+                    .collect();
+                let hb = Heartbeat {
+                    publisher: publisher(p),
+                    epoch: u64::from(e % 3) + 1,
+                    timestamp_ms: now,
+                    streams,
+                };
+                if let Ok(frames) = hb.encode() {
+                    let _ = sub.handle_data(&frames, now);
+                }
+            }
+            2 => {
+                let (p, e, s, a, b) = (
+                    input.byte(),
+                    input.byte(),
+                    input.byte(),
+                    input.byte(),
+                    input.byte(),
+                );
+                let (publisher, epoch, stream) = (publisher(p), u64::from(e % 3) + 1, stream(s));
+                let (a, b) = (u64::from(a % 32), u64::from(b % 32));
+                let reply = match op >> 3 & 0x07 {
+                    0 | 1 => ReplayReply::Retransmission(DataMessage {
+                        stream,
+                        header: DataHeader {
+                            flags: FLAG_RETRANSMISSION,
+                            publisher,
+                            epoch,
+                            seq: a,
+                            timestamp_ms: now,
+                        },
+                        payload: vec![Bytes::from_static(b"r")],
+                    }),
+                    2 => ReplayReply::Join {
+                        publisher,
+                        epoch,
+                        stream,
+                        kind_code: (b % 5) as u8,
+                        join_at: a,
+                        newest: b,
+                    },
+                    3 => ReplayReply::End {
+                        publisher,
+                        epoch,
+                        stream,
+                        from: a,
+                        to: b,
+                    },
+                    4 | 5 => ReplayReply::Gap {
+                        publisher,
+                        epoch,
+                        stream,
+                        from: a,
+                        to: b,
+                    },
+                    _ => ReplayReply::Busy {
+                        request: ReplayRequest {
+                            publisher,
+                            epoch,
+                            stream,
+                            kind: RequestKind::Range { from: a, to: b },
+                        },
+                        retry_after_ms: u32::from(b as u8) * 10,
+                    },
+                };
+                let _ = sub.handle_replay_reply(&reply.encode(), now);
+            }
+            3 | 4 => {
+                let frames = fuzz_frames(fuzz_blob(&mut input));
+                if op % 8 == 3 {
+                    let _ = sub.handle_data(&frames, now);
+                } else {
+                    let _ = sub.handle_replay_reply(&frames, now);
+                }
+            }
+            5 => {
+                now += u64::from(input.byte()) * 20;
+                for req in sub.poll_timers(now) {
+                    assert_eq!(
+                        ReplayRequest::decode(&req.encode()).as_ref(),
+                        Ok(&req),
+                        "REQUEST round trip"
+                    );
+                }
+                let _ = sub.next_timer_at();
+            }
+            6 => take(&mut sub, usize::from(op >> 3) + 1),
+            _ => {
+                let cursor = sub.cursor();
+                encode_cursor(&cursor).expect("cursor encodes");
+                let _ = sub.stats();
+                let _ = sub.queued();
+            }
+        }
+    }
+    take(&mut sub, usize::MAX);
+    taken
 }

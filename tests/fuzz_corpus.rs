@@ -17,12 +17,17 @@ use ferromq::proto::{Decoder, Frame};
 type Entry = fn(&[u8]) -> u64;
 
 /// The fuzz targets and the entry point each one calls.
-const TARGETS: [(&str, Entry); 5] = [
+const TARGETS: [(&str, Entry); 10] = [
     ("decoder", fuzzing::decode_frames),
     ("handshake", fuzzing::handshake),
     ("command", fuzzing::parse_command),
     ("trie", fuzzing::trie_ops),
     ("rpub", fuzzing::rpub_wire),
+    ("patterns", fuzzing::pattern_ops),
+    ("security", fuzzing::security_handshake),
+    ("curve_frames", fuzzing::curve_frames),
+    ("discovery", fuzzing::discovery_ops),
+    ("rpub_machines", fuzzing::rpub_subscriber_ops),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -78,6 +83,35 @@ fn corpus_replays_cleanly() {
 #[test]
 fn regressions_replay_cleanly() {
     replay("regressions");
+}
+
+/// A few hundred pseudo-random inputs through every entry point (a smoke test of the
+/// oracles themselves; the corpora do the real work).
+#[test]
+fn random_inputs_do_not_panic() {
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for (target, entry) in TARGETS {
+        // Each curve_frames input runs a CURVE handshake (slow without optimisations).
+        let runs = if target == "curve_frames" { 3 } else { 40 };
+        for i in 0..runs {
+            let len = i * 7 % 300;
+            let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Err(e) = panic::catch_unwind(|| entry(&data)) {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!("{target} panicked on {data:02x?}: {msg}");
+            }
+        }
+    }
 }
 
 /// Parses a `*.hex` vector: hex digit pairs, whitespace ignored, `#` comment lines skipped.
@@ -215,6 +249,233 @@ fn seed_corpus() {
     for (name, frames) in rpub_messages() {
         write("rpub", name, &rpub_seed(&frames));
     }
+    for (name, seed) in pattern_seeds() {
+        write("patterns", &name, &seed);
+    }
+    for (name, seed) in security_seeds() {
+        write("security", &name, &seed);
+    }
+    let curve_seeds: [(&str, &[u8]); 3] = [
+        ("two", b"hello\xffworld"),
+        ("empty", b""),
+        ("long", &[0x5a; 200]),
+    ];
+    for (name, seed) in curve_seeds {
+        write("curve_frames", name, seed);
+    }
+    for (name, seed) in discovery_seeds() {
+        write("discovery", name, &seed);
+    }
+    for (name, seed) in rpub_machine_seeds() {
+        write("rpub_machines", name, &seed);
+    }
+}
+
+/// `fuzzing::pattern_ops` inputs: for every socket type, attach two peers, subscribe to
+/// everything, send a two-frame and a one-frame message, pop them, push a request with an
+/// empty delimiter from each peer and a subscription, receive, detach, query.
+fn pattern_seeds() -> Vec<(String, Vec<u8>)> {
+    let ops: &[u8] = &[
+        0, 0, 1, // attach peer 1 (routing id "r\x01")
+        0, 0, 2, // attach peer 2 (routing id "r\x02")
+        7, 0, 0, // Subscribe("")
+        8, 0, 0x04, 0, 0, // send a two-frame message (ROUTER: to peer 1)
+        8, 1, 0x00, 1, b'x', // send a one-frame message "x" (ROUTER: to peer 2)
+        5, 0, 5, 1, 6, 0, 6, 1, // pop from both peers
+        3, 0, 0x01, 0, 0, // peer 1 pushes [""][tracked]
+        3, 1, 0x05, 0, 0, 1, b'y', // peer 2 pushes [""][tracked][tracked "y"]
+        4, 0, 0, 2, 1, b'a', // peer 1 pushes the subscription "\x01a"
+        10, 0, 10, 0, 10, 0, // receive
+        8, 0, 0x00, 0, // reply / send again
+        5, 0, 5, 1, // pop
+        1, 0, 11, 0, 10, 0, // detach peer 1, query, receive
+    ];
+    (0..fuzzing::PATTERN_TYPES.len())
+        .flat_map(|t| {
+            let name = format!("{:?}", fuzzing::PATTERN_TYPES[t]);
+            [
+                (format!("{name}-hwm2"), [&[t as u8, 2][..], ops].concat()),
+                (format!("{name}-nohwm"), [&[t as u8, 0][..], ops].concat()),
+            ]
+        })
+        .collect()
+}
+
+/// `fuzzing::security_handshake` inputs: the bytes each side of a successful in-memory
+/// PLAIN or CURVE handshake (DEALER to DEALER) sends after its greeting, played to the other
+/// role (authenticator installed, or deferred and approved), whole and byte by byte.
+fn security_seeds() -> Vec<(String, Vec<u8>)> {
+    use ferromq::proto::{Encoder, Handshake, HandshakeConfig};
+    let cfg = HandshakeConfig {
+        socket_type: ferromq::SocketType::DEALER,
+        identity: Bytes::new(),
+        as_server: false,
+        max_msg_size: None,
+    };
+    let dealer = 0xA0u8; // bits 5-7: HANDSHAKE_TYPES[5] = DEALER
+    let mut seeds = Vec::new();
+    for (mech, client_setup, server_setup) in [("plain", 0u8, 1u8), ("curve", 2, 3)] {
+        let mut c = Handshake::new(cfg.clone()).with_security(fuzzing::fuzz_security(client_setup));
+        let mut s =
+            Handshake::new(cfg.clone()).with_security(fuzzing::fuzz_security(server_setup | 0x04));
+        let (mut to_c, mut to_s) = (BytesMut::new(), BytesMut::new());
+        let (mut c_sent, mut s_sent) = (Vec::new(), Vec::new());
+        let mut enc = Encoder::new();
+        for _ in 0..6 {
+            c.poll_output(&mut enc);
+            let mut out = BytesMut::new();
+            enc.drain_into(&mut out);
+            c_sent.extend_from_slice(&out);
+            to_s.extend_from_slice(&out);
+            s.poll_output(&mut enc);
+            let mut out = BytesMut::new();
+            enc.drain_into(&mut out);
+            s_sent.extend_from_slice(&out);
+            to_c.extend_from_slice(&out);
+            let _ = c.handle_input(&mut to_c);
+            let _ = s.handle_input(&mut to_s);
+        }
+        assert!(
+            c.is_done() && s.is_done(),
+            "{mech} handshake did not complete"
+        );
+        // A message after the handshake, as traffic.
+        let traffic = [0x00u8, 0x02, b'h', b'i'];
+        for (role, setup, peer_bytes) in [
+            ("client", client_setup | dealer, &s_sent[64..]),
+            ("server-auth", server_setup | 0x04 | dealer, &c_sent[64..]),
+            (
+                "server-deferred",
+                server_setup | 0x18 | dealer,
+                &c_sent[64..],
+            ),
+        ] {
+            for (sched, header) in [("whole", &[0x00u8, 0x00][..]), ("bytewise", &[0x00, 0x01])] {
+                let seed = [&[setup][..], header, peer_bytes, &traffic].concat();
+                seeds.push((format!("{mech}-{role}-{sched}"), seed));
+            }
+        }
+    }
+    seeds
+}
+
+/// `fuzzing::discovery_ops` inputs (op byte % 8, see its docs).
+fn discovery_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use ferromq::rpub::wire::{DiscoveryMessage, Endpoint, Id128};
+    let register = DiscoveryMessage::Register {
+        id: Id128([2; 16]),
+        incarnation: 1,
+        lease_ms: 2000,
+        endpoints: vec![Endpoint {
+            name: "pub".into(),
+            uri: "tcp://10.0.0.2:5555".into(),
+        }],
+    }
+    .encode()
+    .unwrap();
+    let list = DiscoveryMessage::List { request_id: 1 }.encode().unwrap();
+    let mut frames = vec![1, register.len() as u8];
+    frames.extend_from_slice(&register);
+    frames.extend_from_slice(&[1, list.len() as u8]);
+    frames.extend_from_slice(&list);
+    frames.extend_from_slice(&[2, list.len() as u8]);
+    frames.extend_from_slice(&list);
+    vec![
+        // registrar registers, the client lists, time passes, leases expire
+        (
+            "lifecycle",
+            vec![5, 4, 0, 5, 4, 8, 5, 4, 40, 4, 255, 4, 255, 7],
+        ),
+        // structured REGISTER / RENEW / UNREGISTER / LIST to the table, events to the client
+        (
+            "requests",
+            vec![
+                0, 0, 1, 1, 1, 1, 20, // REGISTER node 1 inc 1, one endpoint, lease 1000
+                0, 0, 2, 2, 0, 40, // REGISTER node 2 inc 2
+                0, 1, 1, 1, // RENEW node 1
+                4, 10, // time
+                0, 2, 2, 2, // UNREGISTER node 2
+                0, 3, 0, 0, 5, // LIST
+                3, 5, 3, 1, 2, 1, 0, 1, 0, 2, // LIST_REPLY to the client
+                3, 6, 1, 1, 0, 0, 2, 1, 0, 3, // EVENT
+                6, 4, 1, 1, 0, 0, 10, 7, 0x87, // ACKs, unregister
+            ],
+        ),
+        ("frames", frames),
+    ]
+}
+
+/// `fuzzing::rpub_subscriber_ops` inputs (op byte % 8, see its docs).
+fn rpub_machine_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    // DATA: [0, publisher, epoch, stream, seq, payload len, payload]
+    let data = |seq: u8| vec![0, 0, 0, 0, seq, 1, b'p'];
+    let mut in_order = vec![0u8, 8];
+    for seq in 1..=4 {
+        in_order.extend(data(seq));
+    }
+    in_order.extend_from_slice(&[6 | 3 << 3]);
+    let mut with_loss = vec![1u8, 4];
+    for seq in [1, 2, 4, 5, 9] {
+        with_loss.extend(data(seq));
+    }
+    with_loss.extend_from_slice(&[
+        1,
+        0,
+        0,
+        1,
+        0,
+        9,
+        1, // heartbeat: stream "a" newest 9 oldest 1
+        5,
+        20, // 400 ms: requests
+        2,  // (op >> 3) & 7 = 0: retransmission
+        0,
+        0,
+        0,
+        3,
+        0, // retransmission of seq 3
+        2 | 4 << 3,
+        0,
+        0,
+        0,
+        6,
+        8, // gap 6..=8
+        2 | 3 << 3,
+        0,
+        0,
+        0,
+        3,
+        3, // end 3..=3
+        2 | 6 << 3,
+        0,
+        0,
+        0,
+        6,
+        8, // busy
+        5,
+        100,
+        5,
+        200, // time passes
+        0x80,
+        0,
+        1,
+        0,
+        1,
+        0, // restarted publisher (epoch 2), retransmission flag
+        7,
+        6 | 31 << 3,
+    ]);
+    let mut join = vec![2u8, 16];
+    join.extend_from_slice(&[2 | 2 << 3, 1, 0, 1, 3, 7]); // JOIN at 3, newest 7
+    for seq in [3, 4, 5, 6, 7, 8] {
+        join.extend([0, 1, 0, 1, seq, 0]);
+    }
+    join.extend_from_slice(&[5, 50, 6 | 31 << 3, 7]);
+    vec![
+        ("in-order", in_order),
+        ("loss-repair", with_loss),
+        ("join", join),
+    ]
 }
 
 /// Lays out a multipart message the way `fuzzing::rpub_wire` reads it: frame count - 1, then
