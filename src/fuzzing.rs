@@ -982,27 +982,37 @@ pub fn pattern_ops(data: &[u8]) -> u64 {
     let mut ops = 0u64;
 
     // Builds a tracked message: an envelope of 0-2 untracked frames (0-3 bytes each), then
-    // 1-3 tracked frames, each with 0-2 bytes of content before its trailer.
-    let mut tracked_msg = |input: &mut Input<'_>, first: Option<Bytes>| -> (u32, Msg) {
-        let shape = input.byte();
-        let tag = next_tag;
-        next_tag += 1;
-        let mut frames: Vec<Bytes> = first.into_iter().collect();
-        for _ in 0..(shape & 0x03) % 3 {
-            let len = usize::from(input.byte() % 4);
-            frames.push(Bytes::copy_from_slice(input.take(len)));
-        }
-        let count = (shape >> 2) % 3 + 1;
-        for i in 0..count {
-            let len = usize::from(input.byte() % 3);
-            let mut f = input.take(len).to_vec();
-            f.push(TAG_MAGIC);
-            f.extend_from_slice(&tag.to_le_bytes());
-            f.extend_from_slice(&[i, count]);
-            frames.push(Bytes::from(f));
-        }
-        (tag, Msg::from_frames(frames))
-    };
+    // 1-3 tracked frames, each with 0-2 bytes of content before its trailer. With
+    // `data_only` (messages from peers to an XPUB, which takes a first frame starting with
+    // 0 or 1 for a subscription and passes that frame alone), no envelope and a first frame
+    // starting with `m`.
+    let mut tracked_msg =
+        |input: &mut Input<'_>, first: Option<Bytes>, data_only: bool| -> (u32, Msg) {
+            let shape = input.byte();
+            let tag = next_tag;
+            next_tag += 1;
+            let mut frames: Vec<Bytes> = first.into_iter().collect();
+            let envelope = if data_only { 0 } else { (shape & 0x03) % 3 };
+            for _ in 0..envelope {
+                let len = usize::from(input.byte() % 4);
+                frames.push(Bytes::copy_from_slice(input.take(len)));
+            }
+            let count = (shape >> 2) % 3 + 1;
+            for i in 0..count {
+                let len = usize::from(input.byte() % 3);
+                let mut f = if data_only && i == 0 {
+                    vec![b'm']
+                } else {
+                    Vec::new()
+                };
+                f.extend_from_slice(input.take(len));
+                f.push(TAG_MAGIC);
+                f.extend_from_slice(&tag.to_le_bytes());
+                f.extend_from_slice(&[i, count]);
+                frames.push(Bytes::from(f));
+            }
+            (tag, Msg::from_frames(frames))
+        };
     // An untracked message of 1-2 frames of at most 6 bytes (never mistaken for a trailer).
     let raw_msg = |input: &mut Input<'_>| -> Msg {
         let n = input.byte() % 2 + 1;
@@ -1073,7 +1083,8 @@ pub fn pattern_ops(data: &[u8]) -> u64 {
             }
             3 => {
                 if let Some(i) = peer_idx {
-                    let (tag, msg) = tracked_msg(&mut input, None);
+                    let xpub = socket_type == SocketType::XPUB;
+                    let (tag, msg) = tracked_msg(&mut input, None, xpub);
                     if peers[i].inp.push(msg).is_ok() {
                         pushed.insert(tag);
                     }
@@ -1138,7 +1149,7 @@ pub fn pattern_ops(data: &[u8]) -> u64 {
                 let (tag, msg) = if op % 12 == 9 {
                     (None, raw_msg(&mut input))
                 } else {
-                    let (tag, msg) = tracked_msg(&mut input, first);
+                    let (tag, msg) = tracked_msg(&mut input, first, false);
                     (Some(tag), msg)
                 };
                 let result = if msg.frames().len() == 1 {
