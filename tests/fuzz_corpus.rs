@@ -53,7 +53,12 @@ fn replay(kind: &str) -> usize {
     let mut count = 0;
     for (target, entry) in TARGETS {
         for path in files_in(&fuzz_dir().join(kind).join(target)) {
-            let data = fs::read(&path).expect("readable corpus file");
+            let data = match fs::read(&path) {
+                Ok(data) => data,
+                // A running fuzzer may drop a corpus file between listing and reading.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => panic!("{}: {e}", path.display()),
+            };
             count += 1;
             if let Err(e) = panic::catch_unwind(|| entry(&data)) {
                 let msg = e
