@@ -473,7 +473,6 @@ impl Socket {
 
     /// Reads or changes this socket's options (for option accessors defined elsewhere in
     /// the crate).
-    #[allow(dead_code)] // the accessors in compat.rs
     pub(crate) fn with_opts<R>(&self, f: impl FnOnce(&mut Options) -> R) -> R {
         f(&mut self.core().opts)
     }
