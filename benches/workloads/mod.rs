@@ -101,8 +101,39 @@ pub const FAN_DATA: u8 = 0;
 /// End of the run; the publisher repeats it until every subscriber has seen it.
 pub const FAN_END: u8 = 1;
 
+/// How each `zmq`-shaped implementation sends a payload it sends many times: ferromq takes a
+/// shared `Bytes` (reference-counted, no copy per send), as zmq.rs does in `zmqrs.rs`; the
+/// `zmq` crate has no shared message, so libzmq gets the slice and copies it per send (as
+/// `zmq_msg_init_size` + `memcpy`).
+pub mod ferro_payload {
+    /// The payload kept by the sender.
+    pub type P = bytes::Bytes;
+    /// Wraps the payload once.
+    pub fn make(v: Vec<u8>) -> P {
+        P::from(v)
+    }
+    /// What one send passes.
+    pub fn msg(p: &P) -> ferromq::Message {
+        ferromq::Message::from(p.clone())
+    }
+}
+
+/// See [`ferro_payload`].
+pub mod libzmq_payload {
+    /// The payload kept by the sender.
+    pub type P = Vec<u8>;
+    /// Wraps the payload once.
+    pub fn make(v: Vec<u8>) -> P {
+        v
+    }
+    /// What one send passes.
+    pub fn msg(p: &P) -> &[u8] {
+        &p[..]
+    }
+}
+
 macro_rules! zmq_like {
-    ($name:ident, $c:ident) => {
+    ($name:ident, $c:ident, $pl:ident) => {
         /// The workloads on this implementation's `zmq`-shaped API.
         pub mod $name {
             use super::*;
@@ -156,9 +187,9 @@ macro_rules! zmq_like {
                 let sender = std::thread::spawn(move || -> Result<(), String> {
                     let push = sctx.socket($c::PUSH).map_err(e)?;
                     push.connect(&endpoint).map_err(e)?;
-                    let payload = vec![7u8; size];
+                    let payload = $pl::make(vec![7u8; size]);
                     for _ in 0..count {
-                        push.send(&payload[..], 0).map_err(e)?;
+                        push.send($pl::msg(&payload), 0).map_err(e)?;
                     }
                     Ok(())
                 });
@@ -203,12 +234,12 @@ macro_rules! zmq_like {
                 let req = ctx.socket($c::REQ).map_err(e)?;
                 req.set_rcvtimeo(RECV_TIMEOUT_MS).map_err(e)?;
                 req.connect(&endpoint).map_err(e)?;
-                let payload = vec![7u8; size];
+                let payload = $pl::make(vec![7u8; size]);
                 let mut msg = $c::Message::new();
                 let mut samples = Vec::with_capacity(count as usize);
                 for i in 0..total {
                     let t0 = Instant::now();
-                    req.send(&payload[..], 0).map_err(e)?;
+                    req.send($pl::msg(&payload), 0).map_err(e)?;
                     req.recv(&mut msg, 0).map_err(e)?;
                     if i >= total - count {
                         samples.push(t0.elapsed().as_nanos() as f64 / 2e3);
@@ -364,8 +395,8 @@ macro_rules! zmq_like {
     };
 }
 
-zmq_like!(ferro, ferromq);
-zmq_like!(libzmq, zmq);
+zmq_like!(ferro, ferromq, ferro_payload);
+zmq_like!(libzmq, zmq, libzmq_payload);
 
 /// Heap bytes per idle TCP connection on each side of ferromq: `(bind side, connect side)`.
 ///

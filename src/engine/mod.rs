@@ -49,6 +49,8 @@ use transport::{Listener as NetListener, Stream};
 const WAKER: Token = Token(usize::MAX);
 /// Bytes requested per `read`.
 const READ_CHUNK: usize = 64 * 1024;
+/// The rest of a frame at least this large is read straight into the frame's buffer.
+const IN_PLACE_MIN: usize = 16 * 1024;
 /// Encode more messages only while less than this is waiting to be written.
 const WRITE_HIGH: usize = 256 * 1024;
 /// Messages taken from a pipe per lock.
@@ -1246,11 +1248,17 @@ impl Engine {
             }
             // Small reads go through one engine-wide scratch buffer (zeroed once) and are
             // appended: an idle connection holds no read buffer, and no per-read memset.
-            // A large frame the decoder reserved room for is read in place.
+            // The rest of a large frame (the decoder reserved room for it) is read in
+            // place, at most that many bytes: no copy, and no reallocation of a partly
+            // read frame when the read also brings the next frame's bytes.
+            let want = match c.state {
+                ConnState::Active => c.dec.missing(&c.rbuf).min(4 * READ_CHUNK),
+                _ => 0,
+            };
             let spare = c.rbuf.capacity() - c.rbuf.len();
-            let res = if spare >= 4 * READ_CHUNK {
+            let res = if want >= IN_PLACE_MIN && spare >= want {
                 let start = c.rbuf.len();
-                c.rbuf.resize(start + spare.min(4 * READ_CHUNK), 0);
+                c.rbuf.resize(start + want, 0);
                 let r = c.stream.read(&mut c.rbuf[start..]);
                 c.rbuf.truncate(start + *r.as_ref().unwrap_or(&0));
                 r

@@ -120,6 +120,19 @@ impl Decoder {
         }))
     }
 
+    /// Bytes still missing to complete the frame at the front of `buf`: 0 when `buf` is
+    /// empty, the header is incomplete or invalid (`decode` reports that), or the frame is
+    /// already whole. Lets a reader size its next read to land straight in the frame.
+    pub fn missing(&self, buf: &[u8]) -> usize {
+        match self.header(buf) {
+            Ok(Some(h)) => h
+                .header_len
+                .saturating_add(h.size)
+                .saturating_sub(buf.len()),
+            _ => 0,
+        }
+    }
+
     /// Decodes one frame from the front of `buf`, consuming exactly its bytes (use split_to so
     /// payloads share the read buffer, zero-copy). Ok(None): need more bytes (may `reserve` in
     /// buf the rest of a large frame, capped, after the size check). Any split of the input
@@ -650,6 +663,30 @@ mod tests {
         assert_eq!(Decoder::new(None).decode(&mut buf), Ok(None));
         assert!(buf.capacity() >= 10 + MAX_RESERVE - 1);
         assert!(buf.capacity() < 0x1000_0000);
+    }
+
+    #[test]
+    fn missing_counts_the_rest_of_the_front_frame() {
+        let d = Decoder::new(None);
+        assert_eq!(d.missing(&[]), 0);
+        assert_eq!(d.missing(&[0x02]), 0, "long header incomplete");
+        assert_eq!(d.missing(&parse_hex("00 05 68")), 4);
+        assert_eq!(d.missing(&parse_hex("00 05 68656c6c6f")), 0);
+        assert_eq!(
+            d.missing(&parse_hex("00 01 68 00")),
+            0,
+            "whole frame, then more"
+        );
+        assert_eq!(
+            d.missing(&parse_hex("02 0000000000010000 00")),
+            0x1_0000 - 1
+        );
+        assert_eq!(
+            d.missing(&[0xff, 0x00]),
+            0,
+            "invalid flags: decode reports them"
+        );
+        assert_eq!(Decoder::new(Some(3)).missing(&parse_hex("00 05")), 0);
     }
 
     #[test]
