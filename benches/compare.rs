@@ -815,8 +815,10 @@ fn main() {
              ferromq, libzmq 4.3.4 (`zmq` crate 0.10) and zmq.rs (`zeromq` crate 0.7, a current-thread \
              tokio runtime per side) in turn, {reps} repetitions, alternating the order; figures are medians. \
              Senders of PUSH/PULL and REQ/REP pass their payload the cheapest way each API allows: zmq.rs \
-             and ferromq a shared `Bytes` (reference-counted, no copy per send), libzmq a slice copied \
-             per send (the `zmq` crate has no shared message). \
+             a shared `Bytes` (reference-counted, no copy per send); ferromq over tcp and ipc a shared \
+             `Bytes` from 8 KiB and a slice copied per send below (cheaper for small frames), over inproc \
+             a copied slice at every size; libzmq a slice copied per send (the `zmq` crate has no shared \
+             message). See `benches/workloads/mod.rs`, `ferro_payload`. \
              Latency is REQ/REP, half a round trip, p50 / p99 in microseconds, run once unpinned and once \
              with both sides on one core: the harness re-runs itself as `taskset -c 1 <bench binary> \
              --pinned-child` (rows marked *pinned*). PUB/SUB: 1 PUB, 4 SUBs on tcp, 64 B, HWM 0 where the \

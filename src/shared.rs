@@ -130,9 +130,12 @@ impl SocketShared {
 
     /// Called by the socket: take all queued events.
     pub fn take_mail(&self, out: &mut Vec<MailEvent>) {
-        if !self
-            .has_mail
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        // A plain load first: on the hot path there is no mail, and a load keeps the cache
+        // line shared instead of taking it exclusive as the swap would.
+        if !self.has_mail.load(std::sync::atomic::Ordering::Acquire)
+            || !self
+                .has_mail
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
         {
             return;
         }

@@ -66,6 +66,9 @@ struct Core {
 impl Core {
     fn process_mail(&mut self, shared: &SocketShared) {
         shared.take_mail(&mut self.mail);
+        if self.mail.is_empty() {
+            return;
+        }
         for ev in std::mem::take(&mut self.mail) {
             match ev {
                 MailEvent::Attach(peer) => {
@@ -416,7 +419,13 @@ impl Socket {
         let frame = core.in_frames.pop_front().unwrap_or_default();
         let more = !core.in_frames.is_empty();
         core.rcvmore = more;
-        Ok((frame, more, core.in_meta.clone()))
+        // The last frame takes the metadata with it: no reference count traffic per message.
+        let meta = if more {
+            core.in_meta.clone()
+        } else {
+            core.in_meta.take()
+        };
+        Ok((frame, more, meta))
     }
 
     /// Receives one frame into `msg`.

@@ -89,17 +89,36 @@ struct State {
     closed: bool,
 }
 
+/// Keeps what one thread writes on its own cache lines (128 bytes: two lines, for adjacent-line
+/// prefetch), so the writer's lock and the reader's batch do not bounce one line between cores.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The reader's side of a pipe (see [`Pipe`]).
+#[derive(Default)]
+struct ReaderSide {
+    /// The reader's batch (only the reader locks it, so the lock is never contended).
+    batch: Mutex<VecDeque<Msg>>,
+    /// Messages in `batch`, readable by the writer for the HWM check.
+    batched: AtomicUsize,
+}
+
 /// A bounded, single-producer single-consumer message queue with edge-triggered wake-ups.
 ///
 /// The reader keeps a private batch: when it is empty, the reader takes *everything* the
 /// writer queued in one swap under the shared lock, so the two threads meet once per batch,
 /// not once per message.
 pub struct Pipe {
-    state: Mutex<State>,
-    /// The reader's batch (only the reader locks it, so the lock is never contended).
-    batch: Mutex<VecDeque<Msg>>,
-    /// Messages in `batch`, readable by the writer for the HWM check.
-    batched: AtomicUsize,
+    state: Padded<Mutex<State>>,
+    rd: Padded<ReaderSide>,
     /// Set (under the state lock) when the writer waits for room; lets the reader skip the
     /// state lock on its pops until then.
     writer_waits: AtomicBool,
@@ -129,14 +148,13 @@ impl Pipe {
     /// on the edges described in the module docs.
     pub fn new(hwm: usize, reader: Arc<dyn Notify>, writer: Arc<dyn Notify>) -> Pipe {
         Pipe {
-            state: Mutex::new(State {
+            state: Padded(Mutex::new(State {
                 queue: VecDeque::new(),
                 reader_waiting: true,
                 writer_waiting: false,
                 closed: false,
-            }),
-            batch: Mutex::new(VecDeque::new()),
-            batched: AtomicUsize::new(0),
+            })),
+            rd: Padded::default(),
             writer_waits: AtomicBool::new(false),
             hwm,
             lwm: hwm.div_ceil(2),
@@ -155,7 +173,7 @@ impl Pipe {
     }
 
     fn full(&self, st: &State) -> bool {
-        self.hwm != 0 && st.queue.len() + self.batched.load(Ordering::Acquire) >= self.hwm
+        self.hwm != 0 && st.queue.len() + self.rd.batched.load(Ordering::Acquire) >= self.hwm
     }
 
     fn mark_writer_waiting(&self, st: &mut State) {
@@ -250,7 +268,7 @@ impl Pipe {
             return false;
         }
         std::mem::swap(&mut st.queue, batch);
-        self.batched.store(batch.len(), Ordering::Release);
+        self.rd.batched.store(batch.len(), Ordering::Release);
         true
     }
 
@@ -278,13 +296,13 @@ impl Pipe {
     /// Takes the oldest message. `None` means empty (the reader will be woken by the next
     /// push) or closed and drained (see [`Pipe::is_done`]).
     pub fn pop(&self) -> Option<Msg> {
-        let mut batch = relock(&self.batch);
+        let mut batch = relock(&self.rd.batch);
         if batch.is_empty() && !self.refill(&mut batch) {
             return None;
         }
         let msg = batch.pop_front();
         let left = batch.len();
-        self.batched.store(left, Ordering::Release);
+        self.rd.batched.store(left, Ordering::Release);
         drop(batch);
         self.after_pop(left);
         msg
@@ -293,14 +311,14 @@ impl Pipe {
     /// Moves up to `max` messages into `out`; returns how many. When the pipe is left empty
     /// the reader will be woken by the next push.
     pub fn pop_batch(&self, out: &mut Vec<Msg>, max: usize) -> usize {
-        let mut batch = relock(&self.batch);
+        let mut batch = relock(&self.rd.batch);
         if batch.is_empty() && !self.refill(&mut batch) {
             return 0;
         }
         let n = batch.len().min(max);
         out.extend(batch.drain(..n));
         let left = batch.len();
-        self.batched.store(left, Ordering::Release);
+        self.rd.batched.store(left, Ordering::Release);
         if left == 0 {
             // Took everything: if the writer queued nothing meanwhile, the reader will
             // sleep, so the next push must wake it.
@@ -317,14 +335,14 @@ impl Pipe {
     /// True if at least one message is queued. When it is empty the reader is marked as
     /// waiting, so the next push wakes it (a poll can sleep on this answer).
     pub fn is_readable(&self) -> bool {
-        let mut batch = relock(&self.batch);
+        let mut batch = relock(&self.rd.batch);
         !batch.is_empty() || self.refill(&mut batch)
     }
 
     /// Number of queued messages.
     pub fn len(&self) -> usize {
         let st = self.lock();
-        st.queue.len() + self.batched.load(Ordering::Acquire)
+        st.queue.len() + self.rd.batched.load(Ordering::Acquire)
     }
 
     /// True if no message is queued.
@@ -351,12 +369,12 @@ impl Pipe {
     /// Closes the pipe and drops every queued message; returns how many were dropped.
     pub fn close_and_clear(&self) -> usize {
         let n = {
-            let mut batch = relock(&self.batch);
+            let mut batch = relock(&self.rd.batch);
             let mut st = self.lock();
             let n = st.queue.len() + batch.len();
             st.queue.clear();
             batch.clear();
-            self.batched.store(0, Ordering::Release);
+            self.rd.batched.store(0, Ordering::Release);
             n
         };
         self.close();
@@ -371,7 +389,7 @@ impl Pipe {
     /// True once closed and fully drained.
     pub fn is_done(&self) -> bool {
         let st = self.lock();
-        st.closed && st.queue.is_empty() && self.batched.load(Ordering::Acquire) == 0
+        st.closed && st.queue.is_empty() && self.rd.batched.load(Ordering::Acquire) == 0
     }
 }
 

@@ -120,16 +120,16 @@ impl Decoder {
         }))
     }
 
-    /// Bytes still missing to complete the frame at the front of `buf`: 0 when `buf` is
-    /// empty, the header is incomplete or invalid (`decode` reports that), or the frame is
-    /// already whole. Lets a reader size its next read to land straight in the frame.
-    pub fn missing(&self, buf: &[u8]) -> usize {
+    /// The size (header included) of the frame at the front of `buf` and how many of its
+    /// bytes are still missing, once its header is complete and valid (`decode` reports an
+    /// invalid one). Lets a reader size its next read to land straight in the frame.
+    pub fn front_frame(&self, buf: &[u8]) -> Option<(usize, usize)> {
         match self.header(buf) {
-            Ok(Some(h)) => h
-                .header_len
-                .saturating_add(h.size)
-                .saturating_sub(buf.len()),
-            _ => 0,
+            Ok(Some(h)) => {
+                let total = h.header_len.saturating_add(h.size);
+                Some((total, total.saturating_sub(buf.len())))
+            }
+            _ => None,
         }
     }
 
@@ -666,27 +666,24 @@ mod tests {
     }
 
     #[test]
-    fn missing_counts_the_rest_of_the_front_frame() {
+    fn front_frame_tells_its_size_and_what_is_missing() {
         let d = Decoder::new(None);
-        assert_eq!(d.missing(&[]), 0);
-        assert_eq!(d.missing(&[0x02]), 0, "long header incomplete");
-        assert_eq!(d.missing(&parse_hex("00 05 68")), 4);
-        assert_eq!(d.missing(&parse_hex("00 05 68656c6c6f")), 0);
+        assert_eq!(d.front_frame(&[]), None);
+        assert_eq!(d.front_frame(&[0x02]), None, "long header incomplete");
+        assert_eq!(d.front_frame(&parse_hex("00 05 68")), Some((7, 4)));
+        assert_eq!(d.front_frame(&parse_hex("00 05 68656c6c6f")), Some((7, 0)));
+        let whole_then_more = parse_hex("00 01 68 00");
+        assert_eq!(d.front_frame(&whole_then_more), Some((3, 0)));
         assert_eq!(
-            d.missing(&parse_hex("00 01 68 00")),
-            0,
-            "whole frame, then more"
+            d.front_frame(&parse_hex("02 0000000000010000 00")),
+            Some((9 + 0x1_0000, 0x1_0000 - 1))
         );
         assert_eq!(
-            d.missing(&parse_hex("02 0000000000010000 00")),
-            0x1_0000 - 1
+            d.front_frame(&[0xff, 0x00]),
+            None,
+            "invalid: decode reports it"
         );
-        assert_eq!(
-            d.missing(&[0xff, 0x00]),
-            0,
-            "invalid flags: decode reports them"
-        );
-        assert_eq!(Decoder::new(Some(3)).missing(&parse_hex("00 05")), 0);
+        assert_eq!(Decoder::new(Some(3)).front_frame(&parse_hex("00 05")), None);
     }
 
     #[test]
