@@ -11,9 +11,12 @@
 //! ```
 //!
 //! Case ids: `thr/<transport>/<size>`, `lat/tcp/<size>`, `pubsub/tcp/64B`, `router/tcp/1000`,
-//! `mem/tcp`. Each repetition runs the implementations one after the other (alternating), and
-//! the tables report medians over the repetitions.
+//! `mem/tcp`, `rpub/tcp/64B` (ferromq only: Reliable-PUB vs plain PUB/SUB, side by side). Each
+//! repetition runs the implementations one after the other (alternating), and the tables report
+//! medians over the repetitions.
 
+#[path = "workloads/rpub.rs"]
+mod rpub_workload;
 #[path = "workloads/mod.rs"]
 mod workloads;
 #[path = "workloads/zmqrs.rs"]
@@ -104,6 +107,8 @@ enum Kind {
     Pubsub { size: usize, count: u64 },
     /// ROUTER with N DEALERs, requests per second
     Router { dealers: usize, rounds: u64 },
+    /// ferromq Reliable-PUB -> 1 subscriber and plain PUB -> 1 SUB, msg/s of each
+    Rpub { size: usize, count: u64 },
 }
 
 struct Case {
@@ -174,6 +179,14 @@ fn cases(quick: bool) -> Vec<Case> {
         },
     });
     v.push(Case {
+        id: "rpub/tcp/64B".into(),
+        t: Transport::Tcp,
+        kind: Kind::Rpub {
+            size: 64,
+            count: q(200_000, 500),
+        },
+    });
+    v.push(Case {
         id: format!("router/tcp/{}", q(1000, 50)),
         t: Transport::Tcp,
         kind: Kind::Router {
@@ -223,6 +236,12 @@ fn run_one(imp: Imp, c: &Case) -> Result<Option<(f64, f64)>, String> {
             (libzmq::router(t, dealers, rounds)?, 0.0)
         }
         (Kind::Router { .. }, Imp::Zmqrs) => return Ok(None),
+        // main: Reliable-PUB msg/s, extra: plain PUB/SUB msg/s of the same call.
+        (Kind::Rpub { size, count }, Imp::Ferro) => {
+            let r = rpub_workload::side_by_side(size, count)?;
+            (r.rpub, r.plain)
+        }
+        (Kind::Rpub { .. }, _) => return Ok(None),
     };
     Ok(Some(r))
 }
@@ -365,6 +384,8 @@ impl Row {
         match self.target?.1 {
             "libzmq" => self.ratio_vs(&[1]),
             "zmq.rs" => self.ratio_vs(&[2]),
+            // Reliable-PUB relative to plain PUB/SUB (both ferromq, same run).
+            "plain" => Some(self.values[0]? / self.extra[0]?.max(1e-9)),
             _ => self.ratio_vs(&[1, 2]),
         }
     }
@@ -394,6 +415,7 @@ fn rows_of(cases: &[Case], out: &[[Outcome; 3]], pinned: bool) -> Vec<Row> {
             Kind::Lat { .. } => ("p50 us", false, 0, pinned.then_some((1.25, "zmq.rs"))),
             Kind::Pubsub { .. } => ("delivered msg/s", true, 0, None),
             Kind::Router { .. } => ("req/s", true, 0, None),
+            Kind::Rpub { .. } => ("RPUB msg/s", true, 0, Some((0.85, "plain"))),
         };
         let id = if pinned {
             format!("{} (pinned)", c.id)
@@ -429,6 +451,12 @@ fn cell(r: &Row, i: usize) -> String {
             "{} ({:.1}% lost)",
             fmt_rate(v),
             100.0 * r.extra[i].unwrap_or(0.0)
+        ),
+        "RPUB msg/s" => format!(
+            "{} (plain {}: {})",
+            fmt_rate(v),
+            fmt_rate(r.extra[i].unwrap_or(0.0)),
+            ratio_cell(r.target_ratio())
         ),
         _ if r.bytes >= 1024 => format!("{} ({:.0} MB/s)", fmt_rate(v), v * r.bytes as f64 / 1e6),
         _ => fmt_rate(v),
@@ -526,6 +554,7 @@ fn json(rows: &[Row], mem: Option<(f64, f64)>, machine: &Machine, command: &str)
             let second = match r.metric {
                 "p50 us" => "p99_us",
                 "delivered msg/s" => "loss",
+                "RPUB msg/s" => "plain_pubsub_msg_per_s",
                 _ => "unused",
             };
             let _ = write!(
@@ -824,8 +853,11 @@ fn main() {
              --pinned-child` (rows marked *pinned*). PUB/SUB: 1 PUB, 4 SUBs on tcp, 64 B, HWM 0 where the \
              implementation has the option; delivered messages per second summed over the subscribers. \
              ROUTER: one ROUTER echoing for 1,000 DEALERs on tcp, each round every DEALER sends one \
-             request then reads its reply.\n\n\
-             Filters: `-- --only tcp` (or `thr/inproc`, `lat`, `pubsub`, `router`, `mem`; comma-separated), \
+             request then reads its reply. RPUB: ferromq only, Reliable-PUB (`src/rpub`) to one reliable \
+             subscriber vs plain PUB to one SUB, tcp, 64 B, one stream, HWM 0, no loss, the two run \
+             alternately in the same repetition; the ferromq cell reads `RPUB (plain: ratio)`, target \
+             RPUB >= 0.85x plain (`benches/workloads/rpub.rs`).\n\n\
+             Filters: `-- --only tcp` (or `thr/inproc`, `lat`, `pubsub`, `rpub`, `router`, `mem`; comma-separated), \
              `-- --quick` (tiny counts), `-- --reps N`, `-- --no-pinned`; filtered and quick runs only print \
              unless `--write` is given.\n\n\
              ## Machine\n\n\

@@ -55,3 +55,15 @@ fn idle_connection_memory_runs() {
     // No counting allocator here: only checks that the workload completes.
     workloads::ferro_conn_mem(10, &|| 0).unwrap();
 }
+
+#[path = "../benches/workloads/rpub.rs"]
+mod rpub_workload;
+
+#[test]
+fn reliable_pub_vs_plain_side_by_side() {
+    for _ in 0..2 {
+        // Two calls: each order (plain first, RPUB first) runs once.
+        let r = rpub_workload::side_by_side(64, N).unwrap();
+        assert!(r.plain > 0.0 && r.rpub > 0.0, "{r:?}");
+    }
+}
