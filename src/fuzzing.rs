@@ -1669,3 +1669,751 @@ pub fn rpub_subscriber_ops(data: &[u8]) -> u64 {
     take(&mut sub, usize::MAX);
     taken
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reliable-PUB publisher (the replay service)
+
+/// The publisher's epoch in [`rpub_publisher_ops`].
+const PUB_EPOCH: u64 = 7;
+
+/// Streams of [`rpub_publisher_ops`]: the first three are published on, `zz` never is.
+const PUB_STREAMS: [&[u8]; 4] = [b"a", b"b", b"ab", b"zz"];
+
+/// ROUTER routing ids of the peers that send replay requests.
+const PUB_PEERS: [&[u8]; 4] = [b"p0", b"p1", b"p2", b"p3"];
+
+/// What the retention ring must hold, after the spec (section 7.1): one FIFO over all
+/// streams, evicting the oldest entry while the count, byte (payload + stream name) or age
+/// bound is exceeded, checked when a message is appended and when the publisher expires
+/// (`poll_replay`, and building heartbeats).
+struct RetentionModel {
+    limits: crate::rpub::retention::RetentionLimits,
+    /// (stream, seq, stored at, size).
+    ring: std::collections::VecDeque<(Bytes, u64, u64, usize)>,
+    bytes: usize,
+}
+
+impl RetentionModel {
+    fn enforce(&mut self, now: u64) {
+        while let Some(&(_, _, stored, _)) = self.ring.front() {
+            if self.ring.len() > self.limits.max_messages
+                || self.bytes > self.limits.max_bytes
+                || now.saturating_sub(stored) > self.limits.max_age_ms
+            {
+                let (_, _, _, size) = self.ring.pop_front().unwrap();
+                self.bytes -= size;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn append(&mut self, stream: &Bytes, seq: u64, size: usize, now: u64) {
+        self.ring.push_back((stream.clone(), seq, now, size));
+        self.bytes += size;
+        self.enforce(now);
+    }
+
+    fn retained(&self, stream: &[u8], seq: u64) -> bool {
+        self.ring.iter().any(|(s, q, ..)| s == stream && *q == seq)
+    }
+
+    fn oldest(&self, stream: &[u8]) -> Option<u64> {
+        self.ring.iter().find(|(s, ..)| s == stream).map(|e| e.1)
+    }
+}
+
+/// What one ROUTER peer asked and got on one stream (current epoch only).
+#[derive(Default)]
+struct ReplayLedger {
+    /// Every accepted RANGE request (queued or merged, not refused with BUSY): `(from, to)`.
+    accepted: Vec<(u64, u64)>,
+    /// RETX and GAP answers received, per seq.
+    answered: HashMap<u64, u32>,
+    /// Answers per seq that the ENDs received so far vouch for (each END completes a job,
+    /// which answered every seq of its range up to `newest`).
+    required: HashMap<u64, u32>,
+    /// END replies per `(from, to)`.
+    ends: HashMap<(u64, u64), u32>,
+    /// Ranges accepted since their last END.
+    awaiting: BTreeSet<(u64, u64)>,
+}
+
+impl ReplayLedger {
+    /// Number of accepted requests whose range holds `seq`.
+    fn covering(&self, seq: u64) -> u32 {
+        self.accepted
+            .iter()
+            .filter(|&&(from, to)| from <= seq && seq <= to)
+            .count() as u32
+    }
+
+    /// Records one answer (RETX or GAP) for `seq`: no request may get a seq twice.
+    fn answer(&mut self, seq: u64, what: &str) {
+        let n = self.answered.entry(seq).or_default();
+        *n += 1;
+        let n = *n;
+        // (The first answer only needs one covering request: cheaper to find than all.)
+        let ok = if n == 1 {
+            self.accepted
+                .iter()
+                .any(|&(from, to)| from <= seq && seq <= to)
+        } else {
+            n <= self.covering(seq)
+        };
+        assert!(
+            ok,
+            "{what}: seq {seq} answered {n} times for {} covering request(s)",
+            self.covering(seq)
+        );
+    }
+}
+
+/// The publisher under test and everything [`rpub_publisher_ops`] knows it should do.
+struct PublisherHarness {
+    publisher: crate::rpub::publisher::Publisher,
+    config: crate::rpub::publisher::PublisherConfig,
+    now: u64,
+    /// Payload and timestamp of every published seq, per stream (index = seq - 1).
+    published: BTreeMap<Bytes, Vec<(Vec<Bytes>, u64)>>,
+    retention: RetentionModel,
+    ledgers: HashMap<(Bytes, Bytes), ReplayLedger>,
+    /// `(stream, from, to)` of the RANGE requests accepted since the last `poll_replay`: their
+    /// jobs have not started, so an identical request must merge, never get BUSY.
+    fresh: HashSet<(Bytes, u64, u64)>,
+    /// Latest bound on `next_heartbeat_at()` (spec 5.2: `hb_initial` after the last DATA,
+    /// at least every `hb_max`).
+    hb_bound: u64,
+    last_hb: Option<u64>,
+    /// Expected counters.
+    requests: u64,
+    retransmissions: u64,
+    gaps: u64,
+    busy: u64,
+    heartbeats: u64,
+    replies: u64,
+}
+
+impl PublisherHarness {
+    fn newest(&self, stream: &[u8]) -> u64 {
+        self.published.get(stream).map_or(0, |v| v.len() as u64)
+    }
+
+    /// Oldest retained seq of `stream`, or newest + 1 (as heartbeats and JOIN put it).
+    fn oldest_or_next(&self, stream: &[u8]) -> u64 {
+        self.retention
+            .oldest(stream)
+            .unwrap_or(self.newest(stream) + 1)
+    }
+
+    fn publish(&mut self, stream: &[u8], payload: Vec<Bytes>) {
+        use crate::rpub::wire::{decode_data_channel, validate_stream_name, DataChannelMessage};
+        let now = self.now;
+        let newest = self.newest(stream);
+        match self.publisher.publish_parts(stream, payload.clone(), now) {
+            Ok(frames) => {
+                assert!(
+                    validate_stream_name(stream).is_ok(),
+                    "published on {stream:?}"
+                );
+                let Ok(DataChannelMessage::Data(m)) = decode_data_channel(&frames) else {
+                    panic!("publish produced {frames:?}");
+                };
+                assert_eq!(&m.stream[..], stream, "DATA stream");
+                assert_eq!(m.header.flags, 0, "live DATA flags");
+                assert_eq!(m.header.publisher, self.publisher.id(), "DATA publisher");
+                assert_eq!(m.header.epoch, PUB_EPOCH, "DATA epoch");
+                assert_eq!(m.header.seq, newest + 1, "DATA seq");
+                assert_eq!(m.header.timestamp_ms, now, "DATA timestamp");
+                assert_eq!(m.payload, payload, "DATA payload");
+                let size = payload.iter().map(Bytes::len).sum::<usize>() + stream.len();
+                self.published
+                    .entry(m.stream.clone())
+                    .or_default()
+                    .push((payload, now));
+                self.retention.append(&m.stream, m.header.seq, size, now);
+                let initial = now.saturating_add(self.config.heartbeat_initial_ms.max(1));
+                self.hb_bound = match self.last_hb {
+                    Some(t) => initial.min(t.saturating_add(self.config.heartbeat_max_ms.max(1))),
+                    None => initial,
+                };
+            }
+            Err(_) => {
+                assert!(
+                    validate_stream_name(stream).is_err(),
+                    "publish on {stream:?} refused"
+                );
+                assert_eq!(self.publisher.newest(stream), newest, "refused publish");
+            }
+        }
+    }
+
+    /// `poll_heartbeat` (or, if `forced`, `heartbeat`): what is due and nothing else; every
+    /// stream once with its newest and oldest retained seq, at most `max_heartbeat_entries`
+    /// per message.
+    fn heartbeat(&mut self, forced: bool) {
+        use crate::rpub::wire::{decode_data_channel, DataChannelMessage, StreamMark};
+        let now = self.now;
+        let due = self.publisher.next_heartbeat_at();
+        let out = if forced {
+            self.publisher.heartbeat(now)
+        } else {
+            self.publisher.poll_heartbeat(now)
+        };
+        if out.is_empty() {
+            assert!(!forced && now < due, "no heartbeat at {now}, due at {due}");
+            return;
+        }
+        assert!(
+            forced || now >= due,
+            "heartbeat at {now} before it was due at {due}"
+        );
+        self.retention.enforce(now);
+        let per = self
+            .config
+            .max_heartbeat_entries
+            .clamp(1, usize::from(u16::MAX));
+        let expected: Vec<StreamMark> = self
+            .published
+            .iter()
+            .map(|(stream, msgs)| StreamMark {
+                stream: stream.clone(),
+                newest: msgs.len() as u64,
+                oldest: self.oldest_or_next(stream),
+            })
+            .collect();
+        assert_eq!(
+            out.len(),
+            expected.len().div_ceil(per).max(1),
+            "HEARTBEAT messages for {} streams",
+            expected.len()
+        );
+        let mut marks = Vec::new();
+        for frames in &out {
+            let Ok(DataChannelMessage::Heartbeat(hb)) = decode_data_channel(frames) else {
+                panic!("heartbeat produced {frames:?}");
+            };
+            assert_eq!(hb.publisher, self.publisher.id(), "HEARTBEAT publisher");
+            assert_eq!(hb.epoch, PUB_EPOCH, "HEARTBEAT epoch");
+            assert_eq!(hb.timestamp_ms, now, "HEARTBEAT timestamp");
+            assert!(hb.streams.len() <= per, "HEARTBEAT with too many streams");
+            marks.extend(hb.streams);
+        }
+        assert_eq!(marks, expected, "HEARTBEAT stream marks");
+        self.heartbeats += out.len() as u64;
+        if !forced {
+            let next = self.publisher.next_heartbeat_at();
+            let max = self.config.heartbeat_max_ms.max(1);
+            assert!(
+                next > now && next <= now.saturating_add(max),
+                "next heartbeat at {next} after one at {now} (hb_max {max})"
+            );
+            self.last_hb = Some(now);
+            self.hb_bound = now.saturating_add(max);
+        }
+    }
+
+    /// Hands `frames` from `peer` to `handle_replay_frames` and checks the immediate answer
+    /// against spec 6.2.
+    fn request(&mut self, peer: &[u8], frames: &[Bytes]) {
+        use crate::rpub::wire::{ReplayReply, ReplayRequest, RequestKind};
+        let peer = Bytes::copy_from_slice(peer);
+        let decoded = ReplayRequest::decode(frames);
+        let result = self
+            .publisher
+            .handle_replay_frames(peer.clone(), frames, self.now);
+        let (req, out) = match (decoded, result) {
+            (Ok(req), Ok(out)) => (req, out),
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "handle_replay_frames error");
+                return;
+            }
+            (d, r) => panic!("REQUEST decodes as {d:?} but is handled as {r:?}"),
+        };
+        self.replies += out.len() as u64;
+        let replies: Vec<ReplayReply> = out
+            .iter()
+            .map(|f| ReplayReply::decode(f).expect("immediate reply decodes"))
+            .collect();
+        let id = self.publisher.id();
+        if req.publisher != id {
+            assert!(
+                replies.is_empty(),
+                "answered a request for another publisher"
+            );
+            return;
+        }
+        self.requests += 1;
+        let stream = req.stream.clone();
+        let newest = self.newest(&stream);
+        let oldest = self.oldest_or_next(&stream);
+        let kind = req.kind;
+        match kind {
+            RequestKind::Range { from, to } if req.epoch != PUB_EPOCH => {
+                // Spec: GAP(from, to) + END. Seq 0 never exists, so the GAP starts at 1 and
+                // is left out for 0..=0.
+                let mut expected = Vec::new();
+                if to >= 1 {
+                    expected.push(ReplayReply::Gap {
+                        publisher: id,
+                        epoch: req.epoch,
+                        stream: stream.clone(),
+                        from: from.max(1),
+                        to,
+                    });
+                }
+                expected.push(ReplayReply::End {
+                    publisher: id,
+                    epoch: req.epoch,
+                    stream,
+                    from,
+                    to,
+                });
+                assert_eq!(replies, expected, "answer to a RANGE of another epoch");
+            }
+            RequestKind::Range { from, to } => match replies.as_slice() {
+                [] => {
+                    let ledger = self.ledgers.entry((peer, stream.clone())).or_default();
+                    ledger.accepted.push((from, to));
+                    ledger.awaiting.insert((from, to));
+                    self.fresh.insert((stream, from, to));
+                }
+                [ReplayReply::Busy {
+                    request,
+                    retry_after_ms,
+                }] => {
+                    assert_eq!(request, &req, "BUSY echoes the request");
+                    assert_eq!(*retry_after_ms, self.config.busy_retry_ms, "BUSY hint");
+                    assert!(
+                        self.publisher.has_pending_replay(),
+                        "BUSY with no job queued"
+                    );
+                    assert!(
+                        !self.fresh.contains(&(stream, from, to)),
+                        "BUSY for a request identical to a job that has not started"
+                    );
+                    self.busy += 1;
+                }
+                other => panic!("RANGE {from}..={to} answered at once with {other:?}"),
+            },
+            _ => {
+                let join_at = match kind {
+                    RequestKind::FromNow => newest + 1,
+                    RequestKind::FromOldest => oldest,
+                    // Seq 0 never exists: joining at 0 is joining at 1.
+                    RequestKind::FromSeq(n) => n.max(1),
+                    RequestKind::LastN(n) => oldest.max((newest + 1).saturating_sub(n)),
+                    RequestKind::Range { .. } => unreachable!(),
+                };
+                let expected = ReplayReply::Join {
+                    publisher: id,
+                    epoch: PUB_EPOCH,
+                    stream,
+                    kind_code: kind.code(),
+                    join_at,
+                    newest,
+                };
+                assert_eq!(replies, [expected], "late-join answer");
+            }
+        }
+    }
+
+    /// `poll_replay(now, budget)`: within the budget; every RETX a retained, published
+    /// message of a range the peer asked for, every GAP a run of seqs not retained, no seq
+    /// twice per request; an END only for an accepted request, after every seq of its range
+    /// (up to newest) was answered.
+    fn poll_replay(&mut self, budget: usize) {
+        use crate::rpub::wire::{ReplayReply, FLAG_RETRANSMISSION};
+        let now = self.now;
+        let out = self.publisher.poll_replay(now, budget);
+        self.fresh.clear();
+        self.retention.enforce(now);
+        self.replies += out.len() as u64;
+        let decoded: Vec<(Bytes, ReplayReply)> = out
+            .iter()
+            .map(|(peer, f)| {
+                let reply = ReplayReply::decode(f).expect("replay reply decodes");
+                (peer.clone(), reply)
+            })
+            .collect();
+        // The budget counts RETX and GAP per destination peer; END is free. The code lets
+        // the last step overshoot (a message is not split across its merged peers), so
+        // check that the last step started within the budget.
+        let sends: Vec<(&Bytes, &Vec<Bytes>)> = out
+            .iter()
+            .zip(&decoded)
+            .filter(|(_, (_, r))| !matches!(r, ReplayReply::End { .. }))
+            .map(|((p, f), _)| (p, f))
+            .collect();
+        if let Some(&(_, last)) = sends.last() {
+            // The last step: the trailing run of the same frames to distinct peers.
+            let mut peers = Vec::new();
+            let last_step = sends
+                .iter()
+                .rev()
+                .take_while(|&&(p, f)| {
+                    let new_peer = f == last && !peers.contains(&p);
+                    peers.push(p);
+                    new_peer
+                })
+                .count();
+            assert!(
+                sends.len() - last_step < budget,
+                "poll_replay(budget {budget}) started a step after {} sends",
+                sends.len() - last_step
+            );
+        }
+        let id = self.publisher.id();
+        for (peer, reply) in decoded {
+            match reply {
+                ReplayReply::Retransmission(m) => {
+                    assert_eq!(m.header.flags, FLAG_RETRANSMISSION, "RETX flags");
+                    assert_eq!(m.header.publisher, id, "RETX publisher");
+                    assert_eq!(m.header.epoch, PUB_EPOCH, "RETX epoch");
+                    let seq = m.header.seq;
+                    let sent = seq
+                        .checked_sub(1)
+                        .and_then(|i| self.published.get(&m.stream)?.get(usize::try_from(i).ok()?));
+                    let Some((payload, ts)) = sent else {
+                        panic!("RETX of {:?} seq {seq}, never published", m.stream);
+                    };
+                    assert_eq!(&m.payload, payload, "RETX payload of seq {seq}");
+                    assert_eq!(m.header.timestamp_ms, *ts, "RETX timestamp of seq {seq}");
+                    assert!(
+                        self.retention.retained(&m.stream, seq),
+                        "RETX of seq {seq}, which is no longer retained"
+                    );
+                    self.retransmissions += 1;
+                    self.ledgers
+                        .entry((peer, m.stream))
+                        .or_default()
+                        .answer(seq, "RETX");
+                }
+                ReplayReply::Gap {
+                    publisher,
+                    epoch,
+                    stream,
+                    from,
+                    to,
+                } => {
+                    assert_eq!((publisher, epoch), (id, PUB_EPOCH), "GAP publisher, epoch");
+                    let newest = self.newest(&stream);
+                    assert!(
+                        1 <= from && to <= newest,
+                        "GAP {from}..={to} outside 1..={newest}"
+                    );
+                    for seq in from..=to {
+                        assert!(
+                            !self.retention.retained(&stream, seq),
+                            "GAP {from}..={to} names retained seq {seq}"
+                        );
+                    }
+                    let ledger = self.ledgers.entry((peer, stream.clone())).or_default();
+                    for seq in from..=to {
+                        ledger.answer(seq, "GAP");
+                    }
+                    // A GAP is a maximal run: it stops before a retained seq, at newest, or at
+                    // the end of a requested range.
+                    assert!(
+                        to == newest
+                            || self.retention.retained(&stream, to + 1)
+                            || ledger.accepted.iter().any(|&(_, t)| t == to),
+                        "GAP {from}..={to} stops before seq {} which is not retained",
+                        to + 1
+                    );
+                    self.gaps += 1;
+                }
+                ReplayReply::End {
+                    publisher,
+                    epoch,
+                    stream,
+                    from,
+                    to,
+                } => {
+                    assert_eq!((publisher, epoch), (id, PUB_EPOCH), "END publisher, epoch");
+                    let newest = self.newest(&stream);
+                    let ledger = self.ledgers.entry((peer, stream)).or_default();
+                    let accepted = ledger.accepted.iter().filter(|&&r| r == (from, to)).count();
+                    let ends = ledger.ends.entry((from, to)).or_default();
+                    *ends += 1;
+                    assert!(
+                        *ends as usize <= accepted,
+                        "END {from}..={to} #{ends} for {accepted} accepted request(s)"
+                    );
+                    ledger.awaiting.remove(&(from, to));
+                    for seq in from.max(1)..=to.min(newest) {
+                        let required = ledger.required.entry(seq).or_default();
+                        *required += 1;
+                        let answered = ledger.answered.get(&seq).copied().unwrap_or(0);
+                        assert!(
+                            answered >= *required,
+                            "END {from}..={to} but seq {seq} answered {answered} times, {required} expected"
+                        );
+                    }
+                }
+                other => panic!("poll_replay produced {other:?}"),
+            }
+        }
+    }
+
+    /// Runs `poll_replay` until no job is left, then checks that every accepted request got
+    /// its END.
+    fn drain(&mut self, budget: usize) {
+        let mut rounds = 0;
+        while self.publisher.has_pending_replay() {
+            rounds += 1;
+            assert!(rounds <= 100_000, "replay jobs never finish");
+            self.poll_replay(budget);
+        }
+    }
+
+    /// Invariants between operations: the store holds what the model holds, counters agree,
+    /// an accepted request is answered before the queue runs dry, heartbeats stay due.
+    fn check(&self) {
+        use crate::rpub::retention::RetentionStore;
+        let store = self.publisher.store();
+        assert_eq!(store.len(), self.retention.ring.len(), "retained messages");
+        assert_eq!(store.bytes(), self.retention.bytes, "retained bytes");
+        for stream in PUB_STREAMS {
+            assert_eq!(
+                store.oldest(stream),
+                self.retention.oldest(stream),
+                "oldest retained of {stream:?}"
+            );
+            assert_eq!(self.publisher.newest(stream), self.newest(stream), "newest");
+        }
+        if !self.publisher.has_pending_replay() {
+            for ((peer, stream), ledger) in &self.ledgers {
+                assert!(
+                    ledger.awaiting.is_empty(),
+                    "no job left but {peer:?} {stream:?} {:?} never got END",
+                    ledger.awaiting
+                );
+            }
+        }
+        let stats = self.publisher.stats();
+        let published: u64 = self.published.values().map(|v| v.len() as u64).sum();
+        assert_eq!(stats.published, published, "stats.published");
+        assert_eq!(stats.requests, self.requests, "stats.requests");
+        assert_eq!(
+            stats.retransmissions, self.retransmissions,
+            "stats.retransmissions"
+        );
+        assert_eq!(stats.gaps, self.gaps, "stats.gaps");
+        assert_eq!(stats.busy, self.busy, "stats.busy");
+        assert_eq!(stats.heartbeats, self.heartbeats, "stats.heartbeats");
+        assert!(
+            stats.merged_requests <= stats.requests,
+            "stats.merged_requests"
+        );
+        assert!(
+            self.publisher.next_heartbeat_at() <= self.hb_bound,
+            "next heartbeat at {} later than {}",
+            self.publisher.next_heartbeat_at(),
+            self.hb_bound
+        );
+    }
+}
+
+/// A seq operand for a request from one input byte, relative to a stream's newest and oldest
+/// retained seq where that finds the edges: 0, 1, newest, newest + 1, oldest, oldest - 1,
+/// `u64::MAX` (- 1), or a small value.
+fn fuzz_seq(b: u8, newest: u64, oldest: u64) -> u64 {
+    match b % 8 {
+        0 => 0,
+        1 => 1,
+        2 => newest,
+        3 => newest + 1,
+        4 => oldest,
+        5 => oldest.saturating_sub(1),
+        6 => u64::MAX - u64::from(b >> 3 & 1),
+        _ => u64::from(b >> 3),
+    }
+}
+
+/// Drives an rpub [`Publisher`](crate::rpub::publisher::Publisher) (small retention ring, small
+/// replay queue) as its ROUTER peers and its application would: publishes, clock steps,
+/// heartbeats, replay REQUESTs (structured, mutated or raw) from four peers, and
+/// `poll_replay` with budgets from 0 to 1000.
+///
+/// Byte 0: retention bounds (bits 0-2: 1-8 messages; bits 3-4: no byte bound, 48, 16 or
+/// 4 bytes; bits 5-6: no age bound, 200, 40 or 0 ms). Byte 1: bits 0-1 `max_replay_jobs`
+/// 1-4, bits 2-3 `replay_chunk` 0-3, bits 4-5 `max_heartbeat_entries` 0-3, bits 6-7
+/// `heartbeat_initial_ms` 0, 5, 10, 15 (`heartbeat_max_ms` is 40). Then operations (byte
+/// `% 8`, high bits as operands): publish (0-3 frames of 0-8 bytes on `a`, `b` or `ab`, or
+/// with bit 7 on an invalid name), clock step (bit 7: backwards), `poll_heartbeat` (bit 7:
+/// `heartbeat`), a RANGE request (seqs from [`fuzz_seq`], epochs current / other / 0 /
+/// `u64::MAX`, bit 7 of the epoch byte: another publisher id), a late-join request, raw
+/// frames (bit 7: a valid RANGE with one byte overwritten and maybe an extra frame),
+/// `poll_replay` with a budget from op bits 3-5, drain the replay queue.
+///
+/// Checks (panics otherwise): nothing panics; what is published and heartbeats match a
+/// model of the streams and of the retention ring (spec 7.1), and so do the store's length,
+/// bytes and oldest seqs; every reply decodes; a request that does not decode is an error,
+/// one for another publisher gets nothing; a RANGE of another epoch gets GAP + END, a
+/// late join the JOIN of spec 6.1, a current RANGE nothing or BUSY (never while an identical
+/// job has not started); `poll_replay` starts no send past its budget; a RETX is a retained,
+/// published message (same payload and timestamp) of a range the peer asked for, a GAP a
+/// maximal run of seqs up to newest that are not retained, and no request gets a seq twice;
+/// an END answers an accepted request after every seq of it up to newest was answered; no
+/// accepted request is left without END when the queue is empty; the counters agree.
+///
+/// Returns the number of replies checked.
+pub fn rpub_publisher_ops(data: &[u8]) -> u64 {
+    use crate::rpub::publisher::{Publisher, PublisherConfig};
+    use crate::rpub::retention::RetentionLimits;
+    use crate::rpub::wire::{Id128, ReplayRequest, RequestKind};
+
+    let mut input = Input::new(data);
+    let (l, c) = (input.byte(), input.byte());
+    let limits = RetentionLimits {
+        max_messages: usize::from(l & 0x07) + 1,
+        max_bytes: [usize::MAX, 48, 16, 4][usize::from(l >> 3 & 3)],
+        max_age_ms: [u64::MAX, 200, 40, 0][usize::from(l >> 5 & 3)],
+    };
+    let config = PublisherConfig {
+        max_replay_jobs: usize::from(c & 3) + 1,
+        replay_chunk: usize::from(c >> 2 & 3),
+        max_heartbeat_entries: usize::from(c >> 4 & 3),
+        heartbeat_initial_ms: u64::from(c >> 6) * 5,
+        heartbeat_max_ms: 40,
+        busy_retry_ms: 50,
+    };
+    let id = Id128(*b"fuzzed-publisher");
+    let mut h = PublisherHarness {
+        publisher: Publisher::with_ring(id, PUB_EPOCH, config.clone(), limits),
+        config,
+        now: 1_000,
+        published: BTreeMap::new(),
+        retention: RetentionModel {
+            limits,
+            ring: std::collections::VecDeque::new(),
+            bytes: 0,
+        },
+        ledgers: HashMap::new(),
+        fresh: HashSet::new(),
+        hb_bound: u64::MAX,
+        last_hb: None,
+        requests: 0,
+        retransmissions: 0,
+        gaps: 0,
+        busy: 0,
+        heartbeats: 0,
+        replies: 0,
+    };
+    let long_name = [b'x'; 256];
+    let epoch = |b: u8| match b % 8 {
+        0 => PUB_EPOCH - 1,
+        1 => PUB_EPOCH + 1,
+        2 => 0,
+        3 => u64::MAX,
+        _ => PUB_EPOCH,
+    };
+    let publisher_id = |b: u8| if b & 0x80 != 0 { Id128([0xEE; 16]) } else { id };
+
+    while !input.is_empty() {
+        let op = input.byte();
+        match op % 8 {
+            0 => {
+                let s = input.byte();
+                let payload = (0..s >> 4 & 3)
+                    .map(|_| {
+                        let len = usize::from(input.byte() % 9);
+                        Bytes::copy_from_slice(input.take(len))
+                    })
+                    .collect();
+                let stream: &[u8] = if op & 0x80 != 0 {
+                    [&b""[..], b"\0a", &long_name][usize::from(s & 0x0f) % 3]
+                } else {
+                    PUB_STREAMS[usize::from(s & 0x0f) % 3]
+                };
+                h.publish(stream, payload);
+            }
+            1 => {
+                let step = u64::from(input.byte());
+                h.now = if op & 0x80 != 0 {
+                    h.now.saturating_sub(step)
+                } else {
+                    h.now + step * 2
+                };
+            }
+            2 => h.heartbeat(op & 0x80 != 0),
+            3 | 4 => {
+                let (p, s, a, b, e) = (
+                    input.byte(),
+                    input.byte(),
+                    input.byte(),
+                    input.byte(),
+                    input.byte(),
+                );
+                let stream = PUB_STREAMS[usize::from(s % 4)];
+                let (newest, oldest) = (h.newest(stream), h.oldest_or_next(stream));
+                let kind = if op % 8 == 3 {
+                    RequestKind::Range {
+                        from: fuzz_seq(a, newest, oldest),
+                        to: fuzz_seq(b, newest, oldest),
+                    }
+                } else {
+                    match a % 4 {
+                        0 => RequestKind::FromNow,
+                        1 => RequestKind::FromOldest,
+                        2 => RequestKind::FromSeq(fuzz_seq(b, newest, oldest)),
+                        _ => RequestKind::LastN(fuzz_seq(b, newest, oldest)),
+                    }
+                };
+                let req = ReplayRequest {
+                    publisher: publisher_id(e),
+                    epoch: epoch(e),
+                    stream: Bytes::from_static(stream),
+                    kind,
+                };
+                h.request(PUB_PEERS[usize::from(p % 4)], &req.encode());
+            }
+            5 => {
+                let peer = PUB_PEERS[usize::from(op >> 3 & 3)];
+                let frames = if op & 0x80 != 0 {
+                    let (s, a, b, pos, val) = (
+                        input.byte(),
+                        input.byte(),
+                        input.byte(),
+                        input.byte(),
+                        input.byte(),
+                    );
+                    let req = ReplayRequest {
+                        publisher: id,
+                        epoch: PUB_EPOCH,
+                        stream: Bytes::from_static(PUB_STREAMS[usize::from(s % 4)]),
+                        kind: RequestKind::Range {
+                            from: u64::from(a % 16),
+                            to: u64::from(b % 16),
+                        },
+                    };
+                    let mut frames = req.encode();
+                    let mut body = frames[1].to_vec();
+                    let i = usize::from(pos) % (body.len() + 8);
+                    match body.get_mut(i) {
+                        Some(byte) => *byte = val,
+                        None => body.truncate(i),
+                    }
+                    frames[1] = Bytes::from(body);
+                    if s & 0x80 != 0 {
+                        frames.push(Bytes::copy_from_slice(fuzz_blob(&mut input)));
+                    }
+                    frames
+                } else {
+                    fuzz_frames(fuzz_blob(&mut input))
+                };
+                h.request(peer, &frames);
+            }
+            6 => {
+                let budget = [0, 1, 2, 3, 4, 7, 16, 1000][usize::from(op >> 3 & 7)];
+                h.poll_replay(budget);
+            }
+            _ => h.drain(usize::from(op >> 3) + 1),
+        }
+        h.check();
+    }
+    h.drain(64);
+    h.check();
+    h.replies
+}

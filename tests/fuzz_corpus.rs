@@ -17,7 +17,7 @@ use ferromq::proto::{Decoder, Frame};
 type Entry = fn(&[u8]) -> u64;
 
 /// The fuzz targets and the entry point each one calls.
-const TARGETS: [(&str, Entry); 10] = [
+const TARGETS: [(&str, Entry); 11] = [
     ("decoder", fuzzing::decode_frames),
     ("handshake", fuzzing::handshake),
     ("command", fuzzing::parse_command),
@@ -28,6 +28,7 @@ const TARGETS: [(&str, Entry); 10] = [
     ("curve_frames", fuzzing::curve_frames),
     ("discovery", fuzzing::discovery_ops),
     ("rpub_machines", fuzzing::rpub_subscriber_ops),
+    ("rpub_publisher", fuzzing::rpub_publisher_ops),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -274,6 +275,9 @@ fn seed_corpus() {
     for (name, seed) in rpub_machine_seeds() {
         write("rpub_machines", name, &seed);
     }
+    for (name, seed) in rpub_publisher_seeds() {
+        write("rpub_publisher", name, &seed);
+    }
 }
 
 /// `fuzzing::pattern_ops` inputs: for every socket type, attach two peers, subscribe to
@@ -481,6 +485,129 @@ fn rpub_machine_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("loss-repair", with_loss),
         ("join", join),
     ]
+}
+
+/// `fuzzing::rpub_publisher_ops` inputs (two setup bytes, then op byte % 8, see its docs).
+fn rpub_publisher_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use ferromq::rpub::wire::{Id128, ReplayRequest, RequestKind};
+    // publish one frame "x" on stream a / b / ab
+    let publish = |stream: u8| vec![0, 0x10 | stream, 1, b'x'];
+    // 4 messages retained, 2 jobs, chunk 2, 2 streams per heartbeat, hb_initial 10 ms
+    let mut repair = vec![0x03, 0xA9];
+    for _ in 0..6 {
+        repair.extend(publish(0));
+    }
+    repair.extend(publish(1));
+    repair.extend_from_slice(&[
+        3,
+        0,
+        0,
+        1,
+        2,
+        4, // p0: RANGE a 1..=newest (a GAP, then RETX)
+        3,
+        1,
+        0,
+        1,
+        2,
+        4, // p1: the same request (merged)
+        3,
+        2,
+        1,
+        7,
+        3,
+        4, // p2: RANGE b 0..=newest+1
+        3,
+        3,
+        3,
+        1,
+        6,
+        4,          // p3: RANGE zz 1..=u64::MAX (unknown stream; BUSY: 2 jobs)
+        6 | 3 << 3, // poll_replay, budget 3
+        0,
+        0x10,
+        1,
+        b'y',       // publish on a meanwhile
+        6 | 7 << 3, // poll_replay, budget 1000
+        1,
+        10,
+        2, // 20 ms, heartbeat
+        3,
+        0,
+        0,
+        4,
+        3,
+        4, // p0: RANGE a oldest..=newest+1
+        7, // drain
+    ]);
+    // 8 messages, 4 jobs, chunk 1, 1 stream per heartbeat
+    let mut join = vec![0x07, 0x13];
+    for stream in [0, 1, 2, 0, 1, 0] {
+        join.extend(publish(stream));
+    }
+    join.extend_from_slice(&[
+        2, // heartbeat (due at once)
+        4, 0, 0, 0, 0, 4, // FROM_NOW on a
+        4, 1, 0, 1, 0, 4, // FROM_OLDEST on a
+        4, 2, 1, 2, 0, 4, // FROM_SEQ 0 on b
+        4, 3, 2, 3, 1, 1, // LAST_N 1 on ab, epoch 8 (JOIN still names epoch 7)
+        4, 0, 3, 3, 6, 4, // LAST_N u64::MAX on zz
+        3, 0, 0, 1, 2, 0, // RANGE of epoch 6: GAP + END at once
+        3, 0, 0, 1, 2, 0x84, // for another publisher: ignored
+        3, 1, 0, 3, 1, 4,    // newest+1..=1, inverted: refused
+        0x82, // forced heartbeat
+        7,
+    ]);
+    // 2 messages, 48 bytes, 200 ms; 1 job, chunk 3, 3 streams per heartbeat, hb_initial 5 ms
+    let mut raw = vec![0x29, 0x7C];
+    let req = ReplayRequest {
+        publisher: Id128(*b"fuzzed-publisher"),
+        epoch: 7,
+        stream: Bytes::from_static(b"a"),
+        kind: RequestKind::Range { from: 1, to: 3 },
+    }
+    .encode();
+    let frames = [&[1u8, 1, b'a'][..], &req[1]].concat();
+    for stream in [0, 1, 0] {
+        raw.extend(publish(stream));
+    }
+    raw.extend_from_slice(&[0, 0x22, 8]);
+    raw.extend_from_slice(b"12345678");
+    raw.extend_from_slice(&[1, 8]); // 16 ms
+    raw.push(5 | 1 << 3); // raw frames from p1: a valid RANGE a 1..=3
+    raw.push(frames.len() as u8);
+    raw.extend_from_slice(&frames);
+    raw.extend_from_slice(&[
+        0x85,
+        0x80,
+        1,
+        3,
+        40,
+        0x12,
+        3,
+        b'e',
+        b'x',
+        b't', // mutated RANGE + extra frame
+        0x85 | 2 << 3,
+        0,
+        2,
+        3,
+        5,
+        0x09, // RANGE with a bad kind code
+        0x80,
+        0x00,
+        0x80,
+        0x01,       // publish on "" and "\0a": refused
+        6 | 1 << 3, // poll_replay, budget 1
+        1,
+        150,        // 300 ms: everything expires
+        6 | 6 << 3, // poll_replay, budget 16
+        0x81,
+        200,
+        2, // clock steps back 200 ms, heartbeat
+        7,
+    ]);
+    vec![("repair", repair), ("join", join), ("raw-eviction", raw)]
 }
 
 /// Lays out a multipart message the way `fuzzing::rpub_wire` reads it: frame count - 1, then
