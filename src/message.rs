@@ -8,9 +8,40 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::metadata::Metadata;
+
+/// Payloads up to this size are copied into a shared per-thread chunk by
+/// [`Message::from_slice`] (see there).
+pub const SMALL_COPY_MAX: usize = 64;
+
+/// Size of the per-thread chunks small payloads are copied into. A chunk is freed once every
+/// message copied into it is dropped, so a small message kept for long keeps up to this much
+/// memory alive (as a received frame keeps its read buffer).
+const SMALL_CHUNK: usize = 2048;
+
+thread_local! {
+    static SMALL: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// A copy of `data` as [`Bytes`]; small copies share a per-thread chunk.
+pub(crate) fn copy_bytes(data: &[u8]) -> Bytes {
+    if data.is_empty() || data.len() > SMALL_COPY_MAX {
+        return Bytes::copy_from_slice(data);
+    }
+    SMALL
+        .try_with(|chunk| {
+            let mut chunk = chunk.borrow_mut();
+            if chunk.capacity() < data.len() {
+                *chunk = BytesMut::with_capacity(SMALL_CHUNK);
+            }
+            chunk.extend_from_slice(data);
+            chunk.split().freeze()
+        })
+        // The thread is exiting: no chunk to use.
+        .unwrap_or_else(|_| Bytes::copy_from_slice(data))
+}
 
 #[derive(Clone)]
 enum Data {
@@ -55,8 +86,13 @@ impl Message {
     }
 
     /// A message holding a copy of `data`.
+    ///
+    /// Small payloads (up to [`SMALL_COPY_MAX`] bytes) are copied into a per-thread chunk
+    /// shared by many messages instead of an allocation each: the sending thread allocates
+    /// once per chunk, and the thread that drops the message (often the I/O thread) only
+    /// decrements a count instead of freeing memory allocated by another thread.
     pub fn from_slice(data: &[u8]) -> Message {
-        Message::from_bytes(Bytes::copy_from_slice(data))
+        Message::from_bytes(copy_bytes(data))
     }
 
     /// A message sharing `data` without copying.
@@ -218,6 +254,33 @@ impl From<Message> for Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_copies_share_chunks_but_stay_independent() {
+        // Enough messages to fill several chunks, of every small size and just above.
+        let mut kept = Vec::new();
+        for i in 0..5000usize {
+            let len = i % (SMALL_COPY_MAX + 2);
+            let data: Vec<u8> = (0..len).map(|k| (i + k) as u8).collect();
+            kept.push((data.clone(), Message::from(&data[..])));
+        }
+        for (data, m) in &kept {
+            assert_eq!(&m[..], &data[..]);
+        }
+        // Writing into one copy never shows through another sharing its chunk.
+        let (a, b) = (Message::from(&[1u8, 2][..]), Message::from(&[3u8, 4][..]));
+        let mut a2 = a.clone();
+        a2[0] = 9;
+        assert_eq!(
+            (&a[..], &a2[..], &b[..]),
+            (&[1u8, 2][..], &[9u8, 2][..], &[3u8, 4][..])
+        );
+        // Copies made on another thread are fine to drop here.
+        let far = std::thread::spawn(|| Message::from(&b"far"[..]))
+            .join()
+            .unwrap();
+        assert_eq!(&far[..], b"far");
+    }
 
     #[test]
     fn conversions_cover_the_zmq_crate_forms() {
