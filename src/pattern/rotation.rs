@@ -40,7 +40,17 @@ impl Rotation {
 
     /// The index of the `k`-th peer counting from the one whose turn is next.
     pub fn index(&self, k: usize) -> usize {
-        (self.next + k) % self.peers.len().max(1)
+        // A subtraction instead of `%` on the per-message path (callers pass k < len, and
+        // `next < len`); the division only for out-of-range arguments.
+        let n = self.peers.len().max(1);
+        let j = self.next + k;
+        if j < n {
+            j
+        } else if j - n < n {
+            j - n
+        } else {
+            j % n
+        }
     }
 
     /// The peer at index `i`.
@@ -50,7 +60,8 @@ impl Rotation {
 
     /// Hands the turn to the peer after index `i`.
     pub fn passed(&mut self, i: usize) {
-        self.next = (i + 1) % self.peers.len().max(1);
+        let j = i + 1;
+        self.next = if j < self.peers.len() { j } else { 0 };
     }
 
     /// Every peer, in storage order.
@@ -73,6 +84,27 @@ impl Rotation {
 mod tests {
     use super::*;
     use crate::pattern::test_util::peer;
+
+    #[test]
+    fn index_wraps_like_modulo() {
+        for len in 1..6u64 {
+            let mut r = Rotation::default();
+            for id in 0..len {
+                r.push(peer(id, 1));
+            }
+            let n = len as usize;
+            for start in 0..n {
+                r.next = start;
+                for k in 0..3 * n {
+                    assert_eq!(r.index(k), (start + k) % n, "len {len} next {start} k {k}");
+                }
+                r.passed(start);
+                assert_eq!(r.next, (start + 1) % n);
+            }
+        }
+        let empty = Rotation::default();
+        assert_eq!(empty.index(0), 0);
+    }
 
     #[test]
     fn removal_keeps_the_turn_on_the_same_peer() {
