@@ -20,11 +20,13 @@
 //! naming another id) and the first reply teaches the route. With discovery the route comes
 //! from the publisher's record.
 //!
-//! **Backpressure.** [`ReliablePublisher::publish`] hands the message to the publisher thread
-//! over an in-process queue of `queue` messages (default 10 000): it blocks while the queue is
-//! full ([`ReliablePublisher::try_publish`] returns [`BusError::Full`] instead). Sequencing
-//! happens in the thread, in queue order. The PUB socket itself never blocks: a slow
-//! subscriber's messages are dropped at its HWM and repaired later from retention.
+//! **Publishing and backpressure.** [`ReliablePublisher::publish`] runs in the caller's
+//! thread: under one mutex shared with the background thread it assigns the seq, sends the
+//! message on the PUB and appends it to retention, so seqs leave in order whichever thread
+//! publishes. The background thread sends heartbeats on the same PUB (under the same mutex)
+//! and serves the replay ROUTER; a publish that brings the next heartbeat forward (the first
+//! one after an idle spell) wakes it. The PUB socket never blocks: a slow subscriber's
+//! messages are dropped at its HWM and repaired later from retention.
 //! On the subscriber, deliveries wait in a bounded channel (`channel`, default 1024) and then
 //! in the sans-IO queue; when that queue reaches `max_pending` (default 16 384) the thread stops
 //! reading its sockets until the application catches up (the PUB then drops at the HWM and
@@ -68,8 +70,8 @@ use super::retention::{RetentionLimits, RingStore};
 use super::service::{DiscoveryConfig, DiscoveryLink};
 use super::subscriber::{Delivery, JoinPolicy, Subscriber, SubscriberConfig, SubscriberStats};
 use super::wire::{
-    decode_cursor, encode_cursor, validate_stream_name, CursorEntry, Endpoint, Id128, NodeId,
-    PublisherId, ReplayReply, WireError, HEARTBEAT_TOPIC,
+    decode_cursor, encode_cursor, CursorEntry, Endpoint, Id128, NodeId, PublisherId, ReplayReply,
+    WireError, HEARTBEAT_TOPIC,
 };
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
 use bytes::Bytes;
@@ -108,7 +110,7 @@ pub enum BusError {
     /// Cursor file I/O.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-    /// The publisher queue is full ([`ReliablePublisher::try_publish`]).
+    /// The publisher queue is full (no longer returned: publishing has no queue).
     #[error("publish queue full")]
     Full,
     /// Nothing arrived in time.
@@ -256,7 +258,8 @@ pub struct ReliablePublisherConfig {
     /// epoch and the history: seqs continue and subscribers see no restart
     /// (`zmtp-spec/reliable-pub.md` §7.1.1). `epoch` is then only used for a new log.
     pub disk_log: Option<DiskLogConfig>,
-    /// Publish queue between the handles and the thread, in messages (default 10 000).
+    /// Unused, kept for compatibility (default 10 000): publishing runs in the caller's
+    /// thread, there is no queue between the handles and the background thread any more.
     pub queue: i32,
     /// Replay sends per loop turn (default 256).
     pub replay_budget: usize,
@@ -290,21 +293,97 @@ impl Default for ReliablePublisherConfig {
     }
 }
 
-/// A reliable publisher: a PUB (data, heartbeats) and a ROUTER (replay) driven by a
-/// background thread. Thread-safe: share it (`&self`) between threads.
+/// A reliable publisher: a PUB (data, heartbeats) and a ROUTER (replay). Publishing runs in
+/// the caller's thread (sequence, send on the PUB, retain); a background thread serves replay
+/// and discovery and sends heartbeats. Thread-safe: share it (`&self`) between threads.
 #[derive(Debug)]
 pub struct ReliablePublisher {
-    tx: Mutex<Socket>,
+    shared: Arc<Mutex<PubShared>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     id: PublisherId,
     epoch: u64,
     data_endpoints: Vec<String>,
     replay_endpoints: Vec<String>,
-    stats: Arc<Mutex<PublisherStats>>,
 }
 
-const OP_PUBLISH: &[u8] = b"P";
+/// What publishing threads and the background thread share, behind one mutex: the sans-IO
+/// machine and the PUB socket, so that seqs go out on the PUB in the order they are assigned.
+struct PubShared {
+    machine: Publisher<AnyStore>,
+    pub_sock: Socket,
+    clock: Clock,
+    /// PAIR to the background thread: OP_STOP, or OP_WAKE when a publish moved the next
+    /// heartbeat before the time the thread sleeps until.
+    wake: Socket,
+    /// When the background thread wakes next at the latest (ms; set by it before it sleeps).
+    wake_at: u64,
+}
+
+impl std::fmt::Debug for PubShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubShared")
+            .field("machine", &self.machine)
+            .field("wake_at", &self.wake_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PubShared {
+    /// Sequences, sends and retains one message.
+    fn publish(&mut self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
+        let now = self.clock.now_ms();
+        let sock = &self.pub_sock;
+        let sent = self
+            .machine
+            .publish_with(stream, payload, now, |name, header, payload| {
+                send_data(sock, name, header, payload)
+            })?;
+        match sent {
+            // The PUB drops at a subscriber's HWM rather than blocking; EAGAIN is not expected
+            // with DONTWAIT on a PUB but would mean the same: the message is retained and
+            // repaired on request.
+            Ok(()) | Err(ZmqError::EAGAIN) => {}
+            Err(ZmqError::ETERM) => return Err(BusError::Closed),
+            Err(e) => return Err(e.into()),
+        }
+        let due = self.machine.next_heartbeat_at();
+        if due < self.wake_at {
+            // Rare: the first publish after an idle spell brings the next heartbeat forward.
+            self.wake_at = due;
+            let _ = self.wake.send(OP_WAKE, DONTWAIT);
+        }
+        Ok(())
+    }
+}
+
+/// Sends one live DATA message on the PUB: small frames (the stream name, the 48-byte header,
+/// small payloads) are copied into the sending thread's small-frame chunk, larger payload
+/// frames are shared.
+fn send_data(
+    sock: &Socket,
+    name: &Bytes,
+    header: &super::wire::DataHeader,
+    payload: &[Bytes],
+) -> Result<(), ZmqError> {
+    let more = |last: bool| if last { DONTWAIT } else { DONTWAIT | SNDMORE };
+    sock.send_msg(crate::Message::from_slice(name), more(false))?;
+    sock.send_msg(
+        crate::Message::from_slice(&header.to_array()),
+        more(payload.is_empty()),
+    )?;
+    for (i, f) in payload.iter().enumerate() {
+        let m = if f.len() <= crate::message::SMALL_COPY_MAX {
+            crate::Message::from_slice(f)
+        } else {
+            crate::Message::from_bytes(f.clone())
+        };
+        sock.send_msg(m, more(i + 1 == payload.len()))?;
+    }
+    Ok(())
+}
+
+const OP_WAKE: &[u8] = b"W";
 const OP_STOP: &[u8] = b"S";
 const OP_ADD_REPLAY: &[u8] = b"R";
 const OP_CONNECT_DATA: &[u8] = b"D";
@@ -361,13 +440,11 @@ impl ReliablePublisher {
         }
         let name = inproc_name("pub");
         let rx = ctx.socket(SocketType::PAIR)?;
-        rx.set_rcvhwm(config.queue.max(1))?;
         rx.set_linger(0)?;
         rx.bind(&name)?;
-        let tx = ctx.socket(SocketType::PAIR)?;
-        tx.set_sndhwm(config.queue.max(1))?;
-        tx.set_linger(0)?;
-        tx.connect(&name)?;
+        let wake = ctx.socket(SocketType::PAIR)?;
+        wake.set_linger(0)?;
+        wake.connect(&name)?;
         let disc = match &config.discovery {
             Some(d) => {
                 let mut endpoints: Vec<Endpoint> = data_endpoints
@@ -397,16 +474,20 @@ impl ReliablePublisher {
             }
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(PublisherStats::default()));
-        let mut lp = PubLoop {
+        let shared = Arc::new(Mutex::new(PubShared {
+            machine,
             pub_sock,
+            clock,
+            wake,
+            wake_at: 0,
+        }));
+        let mut lp = PubLoop {
+            shared: shared.clone(),
             router,
             rx,
-            machine,
             backlog: VecDeque::new(),
             clock,
             budget: config.replay_budget.max(1),
-            stats: stats.clone(),
             stop: stop.clone(),
             disc,
             subscribers: BTreeMap::new(),
@@ -416,14 +497,13 @@ impl ReliablePublisher {
             .spawn(move || lp.run())
             .map_err(BusError::Io)?;
         Ok(ReliablePublisher {
-            tx: Mutex::new(tx),
+            shared,
             stop,
             thread: Some(thread),
             id,
             epoch,
             data_endpoints,
             replay_endpoints,
-            stats,
         })
     }
 
@@ -447,58 +527,48 @@ impl ReliablePublisher {
         &self.replay_endpoints
     }
 
-    /// Counters of the sans-IO publisher (refreshed by the thread every loop turn).
+    /// Counters of the sans-IO publisher.
     pub fn stats(&self) -> PublisherStats {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|s| s.machine.stats())
+            .unwrap_or_default()
     }
 
-    fn send_cmd(&self, stream: &[u8], payload: Vec<Bytes>, flags: i32) -> Result<(), BusError> {
-        validate_stream_name(stream)?;
-        let tx = self.tx.lock().map_err(|_| BusError::Closed)?;
-        let mut frames = Vec::with_capacity(payload.len() + 2);
-        frames.push(Bytes::from_static(OP_PUBLISH));
-        frames.push(Bytes::copy_from_slice(stream));
-        frames.extend(payload);
-        loop {
-            // Non-blocking sends only: a multipart message is admitted at its first frame, so
-            // EAGAIN never leaves half a message queued.
-            match send_frames(&tx, &frames, DONTWAIT) {
-                Ok(()) => return Ok(()),
-                Err(ZmqError::EAGAIN) if flags & DONTWAIT != 0 => return Err(BusError::Full),
-                Err(ZmqError::EAGAIN) => {
-                    if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
-                        return Err(BusError::Closed);
-                    }
-                    // Wait for room, re-checking now and then that the thread still runs.
-                    let _ = tx.poll(crate::POLLOUT, 100);
-                }
-                Err(ZmqError::ETERM) => return Err(BusError::Closed),
-                Err(e) => return Err(e.into()),
-            }
+    fn send_cmd(&self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
+        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+            // No heartbeats or replay any more: refuse rather than publish unreliably.
+            return Err(BusError::Closed);
         }
+        let mut shared = self.shared.lock().map_err(|_| BusError::Closed)?;
+        shared.publish(stream, payload)
     }
 
-    /// Publishes a one-frame payload on `stream`; blocks while the publish queue is full.
+    /// Publishes a one-frame payload on `stream`: sequences it, sends it on the PUB and
+    /// retains it, in the calling thread. Never waits for subscribers (the PUB drops at a
+    /// subscriber's HWM and the subscriber repairs from retention); it only waits while
+    /// another thread publishes or the background thread serves replay.
     pub fn publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, vec![payload.into()], 0)
+        self.send_cmd(stream, vec![payload.into()])
     }
 
-    /// Publishes a multi-frame payload; blocks while the publish queue is full.
+    /// Publishes a multi-frame payload (see [`ReliablePublisher::publish`]).
     pub fn publish_parts(&self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, payload, 0)
+        self.send_cmd(stream, payload)
     }
 
-    /// Like [`ReliablePublisher::publish`] but returns [`BusError::Full`] instead of blocking.
+    /// The same as [`ReliablePublisher::publish`], kept for compatibility: publishing no
+    /// longer goes through a bounded queue, so [`BusError::Full`] is never returned.
     pub fn try_publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, vec![payload.into()], DONTWAIT)
+        self.send_cmd(stream, vec![payload.into()])
     }
 }
 
 impl Drop for ReliablePublisher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Ok(tx) = self.tx.lock() {
-            let _ = tx.send(OP_STOP, DONTWAIT);
+        if let Ok(s) = self.shared.lock() {
+            let _ = s.wake.send(OP_STOP, DONTWAIT);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -507,15 +577,14 @@ impl Drop for ReliablePublisher {
 }
 
 struct PubLoop {
-    pub_sock: Socket,
+    shared: Arc<Mutex<PubShared>>,
     router: Socket,
+    /// Control PAIR: OP_STOP, OP_WAKE.
     rx: Socket,
-    machine: Publisher<AnyStore>,
     /// Replay messages refused by a full peer (ROUTER_MANDATORY), retried first.
     backlog: VecDeque<(Bytes, Vec<Bytes>)>,
     clock: Clock,
     budget: usize,
-    stats: Arc<Mutex<PublisherStats>>,
     stop: Arc<AtomicBool>,
     disc: Option<DiscoveryLink>,
     /// Subscribers found in discovery that the PUB connected to.
@@ -527,24 +596,25 @@ const BATCH: usize = 1024;
 
 impl PubLoop {
     fn run(&mut self) {
+        let shared = self.shared.clone();
         while !self.stop.load(Ordering::SeqCst) {
             let now = self.clock.now_ms();
-            for hb in self.machine.poll_heartbeat(now) {
-                let _ = send_frames(&self.pub_sock, &hb, DONTWAIT);
+            let Ok(mut sh) = shared.lock() else {
+                return;
+            };
+            for hb in sh.machine.poll_heartbeat(now) {
+                let _ = send_frames(&sh.pub_sock, &hb, DONTWAIT);
             }
-            self.send_replay(now);
+            self.send_replay(&mut sh.machine, now);
             if let Some(d) = self.disc.as_mut() {
                 let changes = d.tick(now);
                 for c in changes {
-                    self.on_node_change(c);
+                    on_node_change(&sh.pub_sock, &mut self.subscribers, c);
                 }
             }
-            if let Ok(mut s) = self.stats.lock() {
-                *s = self.machine.stats();
-            }
-            let busy = self.machine.has_pending_replay() || !self.backlog.is_empty();
+            let busy = sh.machine.has_pending_replay() || !self.backlog.is_empty();
             let due = min_opt(
-                Some(self.machine.next_heartbeat_at()),
+                Some(sh.machine.next_heartbeat_at()),
                 self.disc.as_ref().and_then(DiscoveryLink::next_timer_at),
             );
             // A full replay peer is retried after 1 ms; otherwise sleep until the next timer.
@@ -555,6 +625,9 @@ impl PubLoop {
             } else {
                 poll_timeout(now, due, 1000)
             };
+            // A publish that brings the next heartbeat before this wakes the thread.
+            sh.wake_at = now.saturating_add(timeout as u64);
+            drop(sh);
             let mut items = vec![
                 self.rx.as_poll_item(POLLIN),
                 self.router.as_poll_item(POLLIN),
@@ -571,53 +644,49 @@ impl PubLoop {
             if !self.drain_commands() {
                 return;
             }
-            self.drain_requests();
+            self.drain_requests(&shared);
         }
     }
 
     fn drain_commands(&mut self) -> bool {
-        for _ in 0..BATCH {
+        loop {
             match recv_frames(&self.rx) {
                 Ok(Some(frames)) => {
                     if frames[0][..] == *OP_STOP {
                         return false;
                     }
-                    if frames.len() < 2 {
-                        continue;
-                    }
-                    let now = self.clock.now_ms();
-                    let payload = frames[2..].to_vec();
-                    if let Ok(out) = self.machine.publish_parts(&frames[1], payload, now) {
-                        let _ = send_frames(&self.pub_sock, &out, DONTWAIT);
-                    }
                 }
-                Ok(None) => break,
+                Ok(None) => return true,
                 Err(_) => return false,
             }
         }
-        true
     }
 
-    fn drain_requests(&mut self) {
+    fn drain_requests(&mut self, shared: &Mutex<PubShared>) {
+        let mut requests = Vec::new();
         for _ in 0..BATCH {
             match recv_frames(&self.router) {
-                Ok(Some(mut frames)) if frames.len() >= 2 => {
-                    let peer = frames.remove(0);
-                    let now = self.clock.now_ms();
-                    match self
-                        .machine
-                        .handle_replay_frames(peer.clone(), &frames, now)
-                    {
-                        Ok(replies) => {
-                            for r in replies {
-                                self.backlog.push_back((peer.clone(), r));
-                            }
-                        }
-                        Err(e) => log::debug!("rpub publisher: bad replay request: {e}"),
-                    }
-                }
+                Ok(Some(frames)) if frames.len() >= 2 => requests.push(frames),
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
+            }
+        }
+        if requests.is_empty() {
+            return;
+        }
+        let Ok(mut sh) = shared.lock() else {
+            return;
+        };
+        let now = self.clock.now_ms();
+        for mut frames in requests {
+            let peer = frames.remove(0);
+            match sh.machine.handle_replay_frames(peer.clone(), &frames, now) {
+                Ok(replies) => {
+                    for r in replies {
+                        self.backlog.push_back((peer.clone(), r));
+                    }
+                }
+                Err(e) => log::debug!("rpub publisher: bad replay request: {e}"),
             }
         }
     }
@@ -626,7 +695,7 @@ impl PubLoop {
     /// (ROUTER_MANDATORY says EAGAIN) keeps its messages, in order, for the next turn while
     /// other peers are still served; new traffic is generated only while the backlog is
     /// short. A vanished peer's messages are dropped (the subscriber re-requests).
-    fn send_replay(&mut self, now: u64) {
+    fn send_replay(&mut self, machine: &mut Publisher<AnyStore>, now: u64) {
         let mut sent = 0;
         let mut blocked: Vec<Bytes> = Vec::new();
         let mut parked: VecDeque<(Bytes, Vec<Bytes>)> = VecDeque::new();
@@ -650,11 +719,11 @@ impl PubLoop {
             }
             if sent >= self.budget
                 || parked.len() >= self.budget.saturating_mul(4)
-                || !self.machine.has_pending_replay()
+                || !machine.has_pending_replay()
             {
                 break;
             }
-            let batch = self.machine.poll_replay(now, self.budget - sent);
+            let batch = machine.poll_replay(now, self.budget - sent);
             if batch.is_empty() {
                 break;
             }
@@ -662,37 +731,42 @@ impl PubLoop {
         }
         self.backlog = parked;
     }
+}
 
-    fn on_node_change(&mut self, c: super::discovery::NodeChange) {
-        use super::discovery::NodeChange;
-        match c {
-            NodeChange::Up(rec) => {
-                let eps: Vec<String> = rec
-                    .endpoints
-                    .iter()
-                    .filter(|e| e.name == ENDPOINT_SUBSCRIBE)
-                    .map(|e| e.uri.clone())
-                    .collect();
-                if eps.is_empty() {
-                    return;
-                }
-                if let Some(old) = self.subscribers.remove(&rec.id) {
-                    for e in old {
-                        let _ = self.pub_sock.disconnect(&e);
-                    }
-                }
-                for e in &eps {
-                    if let Err(err) = self.pub_sock.connect(e) {
-                        log::warn!("rpub publisher: connect {e}: {err}");
-                    }
-                }
-                self.subscribers.insert(rec.id, eps);
+/// Publisher-connects mode: follows the subscribers discovery lists with the PUB.
+fn on_node_change(
+    pub_sock: &Socket,
+    subscribers: &mut BTreeMap<NodeId, Vec<String>>,
+    c: super::discovery::NodeChange,
+) {
+    use super::discovery::NodeChange;
+    match c {
+        NodeChange::Up(rec) => {
+            let eps: Vec<String> = rec
+                .endpoints
+                .iter()
+                .filter(|e| e.name == ENDPOINT_SUBSCRIBE)
+                .map(|e| e.uri.clone())
+                .collect();
+            if eps.is_empty() {
+                return;
             }
-            NodeChange::Down { id, .. } => {
-                if let Some(old) = self.subscribers.remove(&id) {
-                    for e in old {
-                        let _ = self.pub_sock.disconnect(&e);
-                    }
+            if let Some(old) = subscribers.remove(&rec.id) {
+                for e in old {
+                    let _ = pub_sock.disconnect(&e);
+                }
+            }
+            for e in &eps {
+                if let Err(err) = pub_sock.connect(e) {
+                    log::warn!("rpub publisher: connect {e}: {err}");
+                }
+            }
+            subscribers.insert(rec.id, eps);
+        }
+        NodeChange::Down { id, .. } => {
+            if let Some(old) = subscribers.remove(&id) {
+                for e in old {
+                    let _ = pub_sock.disconnect(&e);
                 }
             }
         }

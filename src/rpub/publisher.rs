@@ -186,21 +186,37 @@ impl<S: RetentionStore> Publisher<S> {
         payload: Vec<Bytes>,
         now_ms: u64,
     ) -> Result<Vec<Bytes>, WireError> {
+        self.publish_with(stream, payload, now_ms, |name, header, payload| {
+            let mut v = Vec::with_capacity(2 + payload.len());
+            v.push(name.clone());
+            v.push(header.encode());
+            v.extend(payload.iter().cloned());
+            v
+        })
+    }
+
+    /// Publishes a multi-frame payload without building its frames: `send` gets the message's
+    /// parts (stream name, DATA header, payload frames) to encode and send itself, then the
+    /// payload is retained (moved, not copied). Returns what `send` returns. Same effect as
+    /// [`Publisher::publish_parts`]; this is the live path of the bus.
+    pub fn publish_with<R>(
+        &mut self,
+        stream: &[u8],
+        payload: Vec<Bytes>,
+        now_ms: u64,
+        send: impl FnOnce(&Bytes, &DataHeader, &[Bytes]) -> R,
+    ) -> Result<R, WireError> {
         validate_stream_name(stream)?;
         let (name, seq) = match self.streams.get_key_value(stream) {
             Some((k, &n)) => (k.clone(), n + 1),
             None => (Bytes::copy_from_slice(stream), 1),
         };
-        self.streams.insert(name.clone(), seq);
-        self.store.append(
-            &name,
-            RetainedMessage {
-                seq,
-                timestamp_ms: now_ms,
-                payload: payload.clone(),
-            },
-            now_ms,
-        );
+        match self.streams.get_mut(stream) {
+            Some(n) => *n = seq,
+            None => {
+                self.streams.insert(name.clone(), seq);
+            }
+        }
         self.stats.published += 1;
         // Idle back-off restarts; under load a heartbeat still goes out every max interval.
         self.hb_interval_ms = self.config.heartbeat_initial_ms.max(1);
@@ -209,18 +225,24 @@ impl<S: RetentionStore> Publisher<S> {
             Some(t) => idle_due.min(t.saturating_add(self.config.heartbeat_max_ms)),
             None => idle_due.min(self.hb_due_ms),
         };
-        Ok(DataMessage {
-            stream: name,
-            header: DataHeader {
-                flags: 0,
-                publisher: self.id,
-                epoch: self.epoch,
+        let header = DataHeader {
+            flags: 0,
+            publisher: self.id,
+            epoch: self.epoch,
+            seq,
+            timestamp_ms: now_ms,
+        };
+        let r = send(&name, &header, &payload);
+        self.store.append(
+            &name,
+            RetainedMessage {
                 seq,
                 timestamp_ms: now_ms,
+                payload,
             },
-            payload,
-        }
-        .encode())
+            now_ms,
+        );
+        Ok(r)
     }
 
     /// When the next heartbeat is due (ms).

@@ -290,13 +290,23 @@ impl DataHeader {
 
     /// Encodes the header (48 bytes).
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(DATA_HEADER_LEN);
-        put_prefix(&mut b, msg_type::DATA, self.flags, 0, 0);
-        b.put_slice(&self.publisher.0);
-        b.put_u64(self.epoch);
-        b.put_u64(self.seq);
-        b.put_u64(self.timestamp_ms);
-        b.freeze()
+        Bytes::copy_from_slice(&self.to_array())
+    }
+
+    /// Encodes the header into a fixed array (no allocation; the live publish path copies it
+    /// straight into the outgoing frame).
+    pub fn to_array(&self) -> [u8; DATA_HEADER_LEN] {
+        let mut a = [0u8; DATA_HEADER_LEN];
+        a[..2].copy_from_slice(&MAGIC);
+        a[2] = VERSION;
+        a[3] = msg_type::DATA;
+        a[4] = self.flags;
+        // a[5..8]: sub-type, sub2 and reserved, all zero.
+        a[8..24].copy_from_slice(&self.publisher.0);
+        a[24..32].copy_from_slice(&self.epoch.to_be_bytes());
+        a[32..40].copy_from_slice(&self.seq.to_be_bytes());
+        a[40..48].copy_from_slice(&self.timestamp_ms.to_be_bytes());
+        a
     }
 
     /// Decodes a header frame.
