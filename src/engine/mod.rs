@@ -16,6 +16,7 @@
 //! connection gets a session whose pipes are created when its handshake succeeds and which
 //! ends with the connection.
 
+mod direct;
 pub mod endpoint;
 mod transport;
 
@@ -43,6 +44,7 @@ use crate::proto::{Decoder, Encoder, Frame, Handshake, HandshakeConfig, Handshak
 use crate::shared::{MailEvent, SocketShared};
 use crate::SocketType;
 
+use direct::DirectWriter;
 use endpoint::Endpoint;
 use transport::{Listener as NetListener, Stream};
 
@@ -363,6 +365,8 @@ struct Conn {
     cipher: Option<crate::proto::FrameCipher>,
     /// A ZAP request for this connection's handshake is out.
     zap_sent: bool,
+    /// REQ/REP: lets the application thread write a message itself (see `direct`).
+    direct: Option<Arc<DirectWriter>>,
 }
 
 impl Conn {
@@ -969,7 +973,9 @@ impl Engine {
         let conn_done = match sess.conn.and_then(|t| self.io.get(t)) {
             None => true,
             Some(Io::Conn(c)) => match c.state {
-                ConnState::Active => c.enc.is_empty(),
+                ConnState::Active => {
+                    c.enc.is_empty() && c.direct.as_ref().is_none_or(|d| d.lock().rest.is_empty())
+                }
                 _ => out_empty,
             },
             Some(Io::Listener(_)) => true,
@@ -1075,12 +1081,21 @@ impl Engine {
             last_rx: Instant::now(),
             cipher: None,
             zap_sent: false,
+            direct: None,
         })));
         Some(tok)
     }
 
     fn drop_conn(&mut self, tok: usize) {
         if let Some(Io::Conn(mut c)) = self.io.try_remove(tok) {
+            if let Some(dw) = c.direct.take() {
+                if let Some((out, _)) = self.sessions.get(c.session).and_then(|s| s.pipes.as_ref())
+                {
+                    out.set_direct(None);
+                }
+                // Closes the duplicate descriptor, so the connection really closes.
+                dw.lock().sock = None;
+            }
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
     }
@@ -1472,6 +1487,7 @@ impl Engine {
                     self.add_timer(ms(ivl), Timer::Ping(tok, serial));
                 }
                 self.handshake_done(s, peer, addr);
+                self.start_direct(tok);
                 Ok(())
             }
             Err(e) => {
@@ -1480,6 +1496,32 @@ impl Engine {
                 let _ = flush(c, sess, &mut self.scratch);
                 Err(Close::Proto(e))
             }
+        }
+    }
+
+    /// REQ and REP connections without CURVE get a direct writer (see `direct`).
+    fn start_direct(&mut self, tok: usize) {
+        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+            return;
+        };
+        let Some(sess) = self.sessions.get(c.session) else {
+            return;
+        };
+        if c.cipher.is_some() || !matches!(sess.sock.socket_type, SocketType::REQ | SocketType::REP)
+        {
+            return;
+        }
+        let Some((out, _)) = sess.pipes.as_ref() else {
+            return;
+        };
+        match c.stream.duplicate() {
+            Ok(dup) => {
+                let dw = Arc::new(DirectWriter::new(dup));
+                out.set_direct(Some(dw.clone()));
+                c.direct = Some(dw);
+            }
+            // Out of descriptors: the usual path still works.
+            Err(e) => log::debug!("no direct writer for {}: {e}", c.peer),
         }
     }
 
@@ -1731,8 +1773,37 @@ fn security_config(opts: &Options, peer: &str) -> Option<crate::proto::SecurityC
     })
 }
 
-/// Encodes queued messages and writes until the socket would block.
+/// Encodes queued messages and writes until the socket would block. With a direct writer,
+/// holds its lock throughout (the application thread never writes meanwhile), writes the
+/// rest of a direct write first, and leaves `busy` set while encoded bytes wait.
 fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::Result<(), Close> {
+    let Some(dw) = c.direct.clone() else {
+        return flush_queued(c, sess, scratch);
+    };
+    let mut st = dw.lock();
+    while !st.rest.is_empty() {
+        match c.stream.write_vectored(&[IoSlice::new(&st.rest)]) {
+            Ok(0) => return Err(Close::Eof),
+            Ok(k) => bytes::Buf::advance(&mut st.rest, k),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                st.busy = true;
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Close::Io(e)),
+        }
+    }
+    let res = flush_queued(c, sess, scratch);
+    st.busy = !c.enc.is_empty();
+    res
+}
+
+/// [`flush`] without the direct writer.
+fn flush_queued(
+    c: &mut Conn,
+    sess: &Session,
+    scratch: &mut Vec<Msg>,
+) -> std::result::Result<(), Close> {
     let active = matches!(c.state, ConnState::Active);
     let subs = sends_subscriptions(sess.sock.socket_type);
     loop {

@@ -77,6 +77,14 @@ impl Stream {
         }
     }
 
+    /// A duplicate of the descriptor (for the direct writer of REQ/REP connections).
+    pub fn duplicate(&self) -> io::Result<socket2::Socket> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).try_clone(),
+            Stream::Unix(s) => socket2::SockRef::from(s).try_clone(),
+        }
+    }
+
     pub fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use pipe::{Msg, Notify, Pipe};
+pub use pipe::{DirectOutcome, DirectSink, Msg, Notify, Pipe};
 
 use crate::metadata::Metadata;
 use crate::SocketType;

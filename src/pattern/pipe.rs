@@ -17,6 +17,12 @@
 //! arms the flag), and wakes its writer only when the writer found it full and the queue has
 //! since drained to the low-water mark (`hwm / 2`). Under load neither side is woken per
 //! message; the notify callbacks run outside the pipe's lock.
+//!
+//! ## Direct writes
+//! A pipe may carry a [`DirectSink`] (the engine installs one on REQ/REP connections): a push
+//! that finds the pipe empty offers the message to the sink first, which writes it to the
+//! connection on the pushing thread; only what it refuses is queued. Such messages never
+//! count against the HWM (they are already in the kernel).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,6 +34,27 @@ use bytes::Bytes;
 pub trait Notify: Send + Sync {
     /// Called on the edge described in the module docs. Must not block.
     fn notify(&self);
+}
+
+/// What a [`DirectSink`] did with a message.
+#[derive(Debug)]
+pub enum DirectOutcome {
+    /// Written whole to the peer.
+    Sent,
+    /// Started: the sink keeps the unwritten rest and the pipe's reader must be notified so
+    /// that it finishes the write before anything else.
+    Started,
+    /// Not taken: queue it as usual.
+    Refused(Msg),
+}
+
+/// A way for the pipe's writer to hand a message straight to the peer when nothing is
+/// queued ahead of it, skipping the hand-off to the reader thread: the engine's direct
+/// writer of REQ/REP connections (one thread hop less each way on a round trip).
+pub trait DirectSink: Send + Sync {
+    /// Takes `msg` if it can go out now; `idle()` tells (under the sink's own lock, which
+    /// the reader holds while it drains the pipe) whether the pipe is empty.
+    fn try_send(&self, msg: Msg, idle: &dyn Fn() -> bool) -> DirectOutcome;
 }
 
 /// A notifier that does nothing (tests, or sides that poll).
@@ -126,6 +153,9 @@ pub struct Pipe {
     lwm: usize,
     reader: Arc<dyn Notify>,
     writer: Arc<dyn Notify>,
+    /// Set when `direct` holds a sink (checked without the lock on every push).
+    has_direct: AtomicBool,
+    direct: Mutex<Option<Arc<dyn DirectSink>>>,
 }
 
 impl std::fmt::Debug for Pipe {
@@ -160,6 +190,34 @@ impl Pipe {
             lwm: hwm.div_ceil(2),
             reader,
             writer,
+            has_direct: AtomicBool::new(false),
+            direct: Mutex::new(None),
+        }
+    }
+
+    /// Installs (or with `None` removes) the sink [`Pipe::push`] tries before queueing.
+    pub fn set_direct(&self, sink: Option<Arc<dyn DirectSink>>) {
+        let mut d = relock(&self.direct);
+        self.has_direct.store(sink.is_some(), Ordering::Release);
+        *d = sink;
+    }
+
+    /// Offers `msg` to the direct sink; hands it back if the sink did not take it.
+    fn push_direct(&self, msg: Msg) -> Result<(), Msg> {
+        let Some(sink) = relock(&self.direct).clone() else {
+            return Err(msg);
+        };
+        let idle = || {
+            let st = self.lock();
+            !st.closed && st.queue.is_empty() && self.rd.batched.load(Ordering::Acquire) == 0
+        };
+        match sink.try_send(msg, &idle) {
+            DirectOutcome::Sent => Ok(()),
+            DirectOutcome::Started => {
+                self.reader.notify();
+                Ok(())
+            }
+            DirectOutcome::Refused(msg) => Err(msg),
         }
     }
 
@@ -184,6 +242,14 @@ impl Pipe {
     /// Appends `msg` unless the pipe is full or closed; a refused message is handed back and
     /// the writer will be notified when there is room again.
     pub fn push(&self, msg: Msg) -> Result<(), Msg> {
+        let msg = if self.has_direct.load(Ordering::Acquire) {
+            match self.push_direct(msg) {
+                Ok(()) => return Ok(()),
+                Err(msg) => msg,
+            }
+        } else {
+            msg
+        };
         let wake = {
             let mut st = self.lock();
             if st.closed {

@@ -161,6 +161,22 @@ impl Decoder {
     }
 }
 
+/// The header of a message frame of `size` bytes (`more`: further frames follow), as the
+/// [`Encoder`] writes it: the bytes and how many of them are used (2 or 9).
+pub fn message_header(more: bool, size: usize) -> ([u8; 9], usize) {
+    let mut h = [0u8; 9];
+    let flags = if more { FLAG_MORE } else { 0 };
+    if size <= 255 {
+        h[0] = flags;
+        h[1] = size as u8;
+        (h, 2)
+    } else {
+        h[0] = flags | FLAG_LONG;
+        h[1..].copy_from_slice(&(size as u64).to_be_bytes());
+        (h, 9)
+    }
+}
+
 /// Frame encoder: batches many frames into one growing buffer, and queues large payloads by
 /// reference (a `Bytes` clone) so that they are never copied. The pending bytes are handed to
 /// a vectored write with [`Encoder::chunks`] and dropped with [`Encoder::advance`].
@@ -663,6 +679,25 @@ mod tests {
         assert_eq!(Decoder::new(None).decode(&mut buf), Ok(None));
         assert!(buf.capacity() >= 10 + MAX_RESERVE - 1);
         assert!(buf.capacity() < 0x1000_0000);
+    }
+
+    #[test]
+    fn message_header_matches_the_encoder() {
+        for size in [0usize, 1, 255, 256, 70_000] {
+            for more in [false, true] {
+                let mut enc = Encoder::new();
+                enc.encode_frame(&Bytes::from(vec![7u8; size]), more);
+                let mut wire = Vec::new();
+                let mut slices = [std::io::IoSlice::new(&[]); 8];
+                let n = enc.chunks(&mut slices);
+                for s in &slices[..n] {
+                    wire.extend_from_slice(s);
+                }
+                let (h, len) = message_header(more, size);
+                assert_eq!(&wire[..len], &h[..len], "size {size} more {more}");
+                assert_eq!(wire.len(), len + size);
+            }
+        }
     }
 
     #[test]
