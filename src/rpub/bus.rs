@@ -75,10 +75,10 @@ use super::wire::{
 };
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -185,7 +185,9 @@ pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
         Err(e) => return Err(e),
     };
     let mut more = first.get_more();
-    let mut frames = vec![first.into_bytes()];
+    // Data messages have three frames (stream, header, payload): no regrowth for them.
+    let mut frames = Vec::with_capacity(if more { 4 } else { 1 });
+    frames.push(first.into_bytes());
     while more {
         let m = s.recv_msg(0)?;
         more = m.get_more();
@@ -842,15 +844,55 @@ impl Default for ReliableSubscriberConfig {
 
 type CursorMap = HashMap<(PublisherId, Bytes), (u64, u64)>;
 
+/// The application-side cursor: the map, plus the newest entry taken, kept aside while
+/// deliveries come from the same (publisher, stream) so that taking one costs a comparison
+/// instead of a hash-map insert.
+#[derive(Debug, Default)]
+struct AppCursor {
+    map: CursorMap,
+    recent: Option<((PublisherId, Bytes), (u64, u64))>,
+}
+
+impl AppCursor {
+    fn set(&mut self, publisher: PublisherId, stream: &Bytes, epoch: u64, last: u64) {
+        if let Some(((p, s), v)) = self.recent.as_mut() {
+            if *p == publisher && s[..] == stream[..] {
+                *v = (epoch, last);
+                return;
+            }
+        }
+        self.settle();
+        self.recent = Some(((publisher, stream.clone()), (epoch, last)));
+    }
+
+    /// Moves the kept-aside entry into the map.
+    fn settle(&mut self) {
+        if let Some((k, v)) = self.recent.take() {
+            self.map.insert(k, v);
+        }
+    }
+}
+
+/// The application side of the delivery hand-off: batches from the thread, and what is left
+/// of the last one.
+#[derive(Debug)]
+struct Inbox {
+    rx: Receiver<Vec<Delivery>>,
+    buf: VecDeque<Delivery>,
+}
+
 /// A reliable subscriber: a SUB (data) and DEALERs (replay) driven by a background thread;
 /// the application takes [`Delivery`] values in order with [`ReliableSubscriber::recv`].
 #[derive(Debug)]
 pub struct ReliableSubscriber {
-    rx: Receiver<Delivery>,
+    /// Held while waiting for a batch, so concurrent receivers keep the order.
+    inbox: Mutex<Inbox>,
+    /// Deliveries handed to the application side and not taken yet (bounded by `channel`).
+    in_flight: Arc<AtomicUsize>,
     ctl: Mutex<Socket>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    cursor: Mutex<CursorMap>,
+    cursor: Mutex<AppCursor>,
     cursor_file: Option<PathBuf>,
     data_endpoints: Vec<String>,
     stats: Arc<Mutex<SubscriberStats>>,
@@ -902,7 +944,8 @@ impl ReliableSubscriber {
             machine,
             ctl: ctx.socket(SocketType::PAIR)?,
             tx: None,
-            stash: None,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            channel: config.channel.max(1),
             max_pending: config.max_pending.max(1),
             clock,
             stats: Arc::new(Mutex::new(SubscriberStats::default())),
@@ -936,8 +979,10 @@ impl ReliableSubscriber {
         let ctl = ctx.socket(SocketType::PAIR)?;
         ctl.set_linger(0)?;
         ctl.connect(&name)?;
-        let (tx, rx) = crossbeam_channel::bounded(config.channel.max(1));
+        // Unbounded in batches; bounded in deliveries by `in_flight` <= `channel`.
+        let (tx, rx) = crossbeam_channel::unbounded();
         lp.tx = Some(tx);
+        let in_flight = lp.in_flight.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stats = lp.stats.clone();
         let discovered = lp.discovered.clone();
@@ -947,11 +992,18 @@ impl ReliableSubscriber {
             .spawn(move || lp.run(&stop2))
             .map_err(BusError::Io)?;
         Ok(ReliableSubscriber {
-            rx,
+            inbox: Mutex::new(Inbox {
+                rx,
+                buf: VecDeque::new(),
+            }),
+            in_flight,
             ctl: Mutex::new(ctl),
             stop,
             thread: Some(thread),
-            cursor: Mutex::new(cursor),
+            cursor: Mutex::new(AppCursor {
+                map: cursor,
+                recent: None,
+            }),
             cursor_file: config.cursor_file,
             data_endpoints,
             stats,
@@ -998,61 +1050,78 @@ impl ReliableSubscriber {
         self.stats.lock().map(|s| *s).unwrap_or_default()
     }
 
-    fn taken(&self, d: &Delivery) {
+    fn taken(&self, d: Delivery) -> Delivery {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let Ok(mut c) = self.cursor.lock() else {
-            return;
+            return d;
         };
-        match d {
-            Delivery::Message(m) => {
-                c.insert((m.publisher, m.stream.clone()), (m.epoch, m.seq));
-            }
+        match &d {
+            Delivery::Message(m) => c.set(m.publisher, &m.stream, m.epoch, m.seq),
             Delivery::UnrecoverableGap {
                 publisher,
                 epoch,
                 stream,
                 to,
                 ..
-            } => {
-                c.insert((*publisher, stream.clone()), (*epoch, *to));
-            }
+            } => c.set(*publisher, stream, *epoch, *to),
             _ => {}
+        }
+        d
+    }
+
+    /// Takes the next delivery: from the current batch, else from the next batch, waiting
+    /// at most `wait` (`None`: forever; zero: not at all).
+    fn take(&self, wait: Option<Duration>) -> Result<Delivery, BusError> {
+        let mut inbox = self.inbox.lock().map_err(|_| BusError::Closed)?;
+        loop {
+            if let Some(d) = inbox.buf.pop_front() {
+                drop(inbox);
+                return Ok(self.taken(d));
+            }
+            let batch = match wait {
+                None => inbox.rx.recv().map_err(|_| BusError::Closed)?,
+                Some(t) if t.is_zero() => match inbox.rx.try_recv() {
+                    Ok(b) => b,
+                    Err(crossbeam_channel::TryRecvError::Empty) => return Err(BusError::Timeout),
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        return Err(BusError::Closed)
+                    }
+                },
+                Some(t) => match inbox.rx.recv_timeout(t) {
+                    Ok(b) => b,
+                    Err(RecvTimeoutError::Timeout) => return Err(BusError::Timeout),
+                    Err(RecvTimeoutError::Disconnected) => return Err(BusError::Closed),
+                },
+            };
+            inbox.buf.extend(batch);
         }
     }
 
     /// The next delivery, blocking until one arrives ([`BusError::Closed`] if the thread
     /// stopped).
     pub fn recv(&self) -> Result<Delivery, BusError> {
-        let d = self.rx.recv().map_err(|_| BusError::Closed)?;
-        self.taken(&d);
-        Ok(d)
+        self.take(None)
     }
 
     /// The next delivery, waiting at most `timeout` ([`BusError::Timeout`]).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Delivery, BusError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(d) => {
-                self.taken(&d);
-                Ok(d)
-            }
-            Err(RecvTimeoutError::Timeout) => Err(BusError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => Err(BusError::Closed),
-        }
+        self.take(Some(timeout.max(Duration::from_nanos(1))))
     }
 
     /// The next delivery if one is ready.
     pub fn try_recv(&self) -> Option<Delivery> {
-        let d = self.rx.try_recv().ok()?;
-        self.taken(&d);
-        Some(d)
+        self.take(Some(Duration::ZERO)).ok()
     }
 
     /// The durable cursor: last delivery taken by the application per (publisher, epoch,
     /// stream), sorted.
     pub fn cursor(&self) -> Vec<CursorEntry> {
-        let Ok(c) = self.cursor.lock() else {
+        let Ok(mut c) = self.cursor.lock() else {
             return Vec::new();
         };
+        c.settle();
         let mut v: Vec<CursorEntry> = c
+            .map
             .iter()
             .map(|((p, s), &(e, last))| CursorEntry {
                 publisher: *p,
@@ -1109,8 +1178,11 @@ struct SubLoop {
     route: HashMap<PublisherId, usize>,
     machine: Subscriber,
     ctl: Socket,
-    tx: Option<Sender<Delivery>>,
-    stash: Option<Delivery>,
+    tx: Option<Sender<Vec<Delivery>>>,
+    /// Deliveries sent to the application side and not taken yet.
+    in_flight: Arc<AtomicUsize>,
+    /// Bound of `in_flight` (the `channel` setting).
+    channel: usize,
     max_pending: usize,
     clock: Clock,
     stats: Arc<Mutex<SubscriberStats>>,
@@ -1156,24 +1228,33 @@ impl SubLoop {
         self.route = fixed;
     }
 
-    /// Hands deliveries to the application; false when the application side is gone.
+    /// Hands deliveries to the application, as one batch, up to the `channel` bound; false
+    /// when the application side is gone.
     fn flush(&mut self) -> bool {
         let Some(tx) = self.tx.as_ref() else {
             return false;
         };
-        loop {
-            let Some(d) = self.stash.take().or_else(|| self.machine.poll_event()) else {
-                return true;
-            };
-            match tx.try_send(d) {
-                Ok(()) => {}
-                Err(TrySendError::Full(d)) => {
-                    self.stash = Some(d);
-                    return true;
-                }
-                Err(TrySendError::Disconnected(_)) => return false,
+        let room = self
+            .channel
+            .saturating_sub(self.in_flight.load(Ordering::Acquire));
+        let n = room.min(self.machine.queued());
+        if n == 0 {
+            return true;
+        }
+        let mut batch = Vec::with_capacity(n);
+        while batch.len() < n {
+            match self.machine.poll_event() {
+                Some(d) => batch.push(d),
+                None => break,
             }
         }
+        self.in_flight.fetch_add(batch.len(), Ordering::AcqRel);
+        tx.send(batch).is_ok()
+    }
+
+    /// Deliveries wait because the application side holds `channel` already.
+    fn app_full(&self) -> bool {
+        self.machine.queued() > 0 && self.in_flight.load(Ordering::Acquire) >= self.channel
     }
 
     fn send_requests(&mut self, now: u64) {
@@ -1205,7 +1286,7 @@ impl SubLoop {
                 return;
             }
             let real = self.clock.now_ms();
-            let paused = self.stash.is_some() && self.machine.queued() >= self.max_pending;
+            let paused = self.app_full() && self.machine.queued() >= self.max_pending;
             match (paused, paused_since) {
                 (true, None) => paused_since = Some(real),
                 (false, Some(t)) => {
@@ -1236,7 +1317,7 @@ impl SubLoop {
                 timeout = timeout.min(poll_timeout(now, self.machine.next_timer_at(), 1000));
             }
             // While the application channel is full, re-check it every 2 ms.
-            if self.stash.is_some() {
+            if self.app_full() {
                 timeout = timeout.min(2);
             }
             {
@@ -1303,7 +1384,7 @@ impl SubLoop {
             for _ in 0..BATCH {
                 match recv_frames(&self.sub) {
                     Ok(Some(frames)) => {
-                        if let Err(e) = self.machine.handle_data(&frames, now) {
+                        if let Err(e) = self.machine.handle_data_owned(frames, now) {
                             log::debug!("rpub subscriber: bad data message: {e}");
                         }
                     }

@@ -13,7 +13,7 @@
 
 use super::wire::{
     decode_data_channel, encode_cursor, CursorEntry, DataChannelMessage, DataMessage, Heartbeat,
-    PublisherId, ReplayReply, ReplayRequest, RequestKind, WireError,
+    PublisherId, ReplayReply, ReplayRequest, RequestKind, WireError, HEARTBEAT_TOPIC,
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -425,6 +425,12 @@ impl StreamState {
             }
             break;
         }
+        self.settle(now, out);
+    }
+
+    /// After the delivery point moved: cleans up what it passed and requests newly missing
+    /// seqs.
+    fn settle(&mut self, now: u64, out: &mut Out<'_>) {
         // Clean up what the delivery point has passed.
         while let Some((&a, &b)) = self.lost.iter().next() {
             if b < self.next {
@@ -527,6 +533,27 @@ impl StreamState {
                                 p.deadline.max(now.saturating_add(out.timeout(p.attempts)));
                         }
                     }
+                }
+                if seq == self.next && self.buffer.is_empty() && self.lost.is_empty() {
+                    // In order with nothing buffered: what `advance` would do after a round
+                    // trip through the reorder buffer.
+                    out.stats.delivered += 1;
+                    out.push(
+                        Delivery::Message(ReceivedMessage {
+                            publisher: self.publisher,
+                            epoch: self.epoch,
+                            stream: self.name.clone(),
+                            seq,
+                            timestamp_ms: m.timestamp_ms,
+                            payload: m.payload,
+                            retransmitted: m.retransmitted,
+                        }),
+                        self.publisher,
+                        &self.name,
+                    );
+                    self.next = self.next.saturating_add(1);
+                    self.settle(now, out);
+                    return;
                 }
                 self.buffer.insert(seq, m);
                 self.advance(now, out);
@@ -733,6 +760,10 @@ pub struct Subscriber {
     outbox: Vec<ReplayRequest>,
     /// Last delivered (taken by the application) per (publisher, stream) with its epoch.
     cursor: HashMap<(PublisherId, Bytes), (u64, u64)>,
+    /// The newest cursor entry, kept out of `cursor` while deliveries come from the same
+    /// (publisher, stream): taking a delivery costs a comparison, not a hash-map insert.
+    /// Moved into `cursor` (`settle_cursor`) before `cursor` is read.
+    cursor_recent: Option<((PublisherId, Bytes), (u64, u64))>,
     stats: SubscriberStats,
     slow: bool,
 }
@@ -748,6 +779,7 @@ impl Subscriber {
             ready: VecDeque::new(),
             outbox: Vec::new(),
             cursor: HashMap::new(),
+            cursor_recent: None,
             stats: SubscriberStats::default(),
             slow: false,
         }
@@ -833,11 +865,47 @@ impl Subscriber {
         }
     }
 
+    /// [`Subscriber::handle_data`] on frames it takes over (the live path of the bus: the
+    /// payload keeps the received vector).
+    pub fn handle_data_owned(&mut self, frames: Vec<Bytes>, now_ms: u64) -> Result<(), WireError> {
+        if frames.first().is_some_and(|f| f[..] == *HEARTBEAT_TOPIC) {
+            return self.handle_data(&frames, now_ms);
+        }
+        match DataMessage::decode_owned(frames) {
+            Ok(m) => {
+                self.ingest_parts(&m.stream, m.header, m.payload, now_ms, false);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn set_cursor(&mut self, publisher: PublisherId, stream: &Bytes, epoch: u64, last: u64) {
+        if let Some(((p, s), v)) = self.cursor_recent.as_mut() {
+            if *p == publisher && s[..] == stream[..] {
+                *v = (epoch, last);
+                return;
+            }
+        }
+        self.settle_cursor();
+        self.cursor_recent = Some(((publisher, stream.clone()), (epoch, last)));
+    }
+
+    fn settle_cursor(&mut self) {
+        if let Some((k, v)) = self.cursor_recent.take() {
+            self.cursor.insert(k, v);
+        }
+    }
+
     /// Makes sure the publisher state exists for `epoch`; returns false if `epoch` is stale.
     fn touch_publisher(&mut self, publisher: PublisherId, epoch: u64, now: u64) -> bool {
         let mut restarted_from = None;
         match self.publishers.get_mut(&publisher) {
             None => {
+                self.settle_cursor();
                 // A publisher we have a cursor for, seen with a newer epoch, restarted while
                 // we were away.
                 let older = self
@@ -927,10 +995,12 @@ impl Subscriber {
         let Some(policy) = self.policy_for(stream) else {
             return false;
         };
+        let from_start = ps.from_start;
+        self.settle_cursor();
         let resume = match self.cursor.get(&(publisher, stream.clone())) {
             Some(&(e, last)) if e == epoch => Some(last.saturating_add(1)),
             Some(&(e, _)) if e < epoch => Some(1),
-            _ if ps.from_start => Some(1),
+            _ if from_start => Some(1),
             _ => None,
         };
         let mut st = StreamState::new(publisher, epoch, stream.clone());
@@ -991,7 +1061,17 @@ impl Subscriber {
     }
 
     fn ingest(&mut self, m: &DataMessage, now: u64, from_replay: bool) {
-        let h = m.header;
+        self.ingest_parts(&m.stream, m.header, m.payload.clone(), now, from_replay);
+    }
+
+    fn ingest_parts(
+        &mut self,
+        stream: &Bytes,
+        h: super::wire::DataHeader,
+        payload: Vec<Bytes>,
+        now: u64,
+        from_replay: bool,
+    ) {
         if from_replay {
             // Replies do not prove liveness and must not create state.
             match self.publishers.get(&h.publisher) {
@@ -1006,16 +1086,16 @@ impl Subscriber {
             if !self.touch_publisher(h.publisher, h.epoch, now) {
                 return;
             }
-            if !self.ensure_stream(h.publisher, h.epoch, &m.stream, Some(h.seq), 0, now) {
+            if !self.ensure_stream(h.publisher, h.epoch, stream, Some(h.seq), 0, now) {
                 return;
             }
         }
         let b = Buffered {
             timestamp_ms: h.timestamp_ms,
-            payload: m.payload.clone(),
+            payload,
             retransmitted: h.is_retransmission() || from_replay,
         };
-        self.with_stream(&h.publisher, h.epoch, &m.stream, |st, out| {
+        self.with_stream(&h.publisher, h.epoch, stream, |st, out| {
             st.on_message(h.seq, b, now, out)
         });
     }
@@ -1160,20 +1240,14 @@ impl Subscriber {
     pub fn poll_event(&mut self) -> Option<Delivery> {
         let d = self.ready.pop_front()?;
         match &d {
-            Delivery::Message(m) => {
-                self.cursor
-                    .insert((m.publisher, m.stream.clone()), (m.epoch, m.seq));
-            }
+            Delivery::Message(m) => self.set_cursor(m.publisher, &m.stream, m.epoch, m.seq),
             Delivery::UnrecoverableGap {
                 publisher,
                 epoch,
                 stream,
                 to,
                 ..
-            } => {
-                self.cursor
-                    .insert((*publisher, stream.clone()), (*epoch, *to));
-            }
+            } => self.set_cursor(*publisher, stream, *epoch, *to),
             _ => {}
         }
         if self.slow && self.ready.len() <= self.config.slow_consumer_threshold / 2 {
@@ -1189,9 +1263,12 @@ impl Subscriber {
 
     /// The durable cursor: last delivered seq per (publisher, epoch, stream), sorted.
     pub fn cursor(&self) -> Vec<CursorEntry> {
+        let recent = self.cursor_recent.as_ref();
         let mut v: Vec<CursorEntry> = self
             .cursor
             .iter()
+            .filter(|(k, _)| recent.is_none_or(|(rk, _)| rk != *k))
+            .chain(recent.map(|(k, v)| (k, v)))
             .map(|((p, s), &(e, last))| CursorEntry {
                 publisher: *p,
                 epoch: e,

@@ -359,6 +359,24 @@ impl DataMessage {
             payload: frames[2..].to_vec(),
         })
     }
+
+    /// Decodes from ZMTP frames it takes over: the payload keeps the frames' vector (no
+    /// allocation, no reference-count traffic).
+    pub fn decode_owned(mut frames: Vec<Bytes>) -> Result<Self, WireError> {
+        if frames.len() < 2 {
+            return Err(WireError::MissingFrame);
+        }
+        validate_stream_name(&frames[0])?;
+        let header = DataHeader::decode(&frames[1])?;
+        let mut head = frames.drain(..2);
+        let stream = head.next().ok_or(WireError::MissingFrame)?;
+        drop(head);
+        Ok(DataMessage {
+            stream,
+            header,
+            payload: frames,
+        })
+    }
 }
 
 /// One per-stream entry of a heartbeat.
