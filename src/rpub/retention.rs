@@ -148,7 +148,11 @@ impl Default for RingStore {
 
 impl RetentionStore for RingStore {
     fn append(&mut self, stream: &Bytes, msg: RetainedMessage, now_ms: u64) {
-        let dq = self.index.entry(stream.clone()).or_default();
+        // Look up by slice first: no key clone (a reference-count round trip) per append.
+        let dq = match self.index.get_mut(&stream[..]) {
+            Some(dq) => dq,
+            None => self.index.entry(stream.clone()).or_default(),
+        };
         if let Some(&(last, _)) = dq.back() {
             if msg.seq <= last {
                 // Contract violation (seqs must increase): refuse rather than corrupt order.
