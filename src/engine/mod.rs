@@ -1774,24 +1774,17 @@ fn security_config(opts: &Options, peer: &str) -> Option<crate::proto::SecurityC
 }
 
 /// Encodes queued messages and writes until the socket would block. With a direct writer,
-/// holds its lock throughout (the application thread never writes meanwhile), writes the
-/// rest of a direct write first, and leaves `busy` set while encoded bytes wait.
+/// holds its lock throughout (the application thread never writes meanwhile), puts the rest
+/// of a direct write ahead of everything encoded (a direct write only starts while nothing
+/// encoded waits, so nothing there is partly written), and leaves `busy` set while encoded
+/// bytes wait.
 fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::Result<(), Close> {
     let Some(dw) = c.direct.clone() else {
         return flush_queued(c, sess, scratch);
     };
     let mut st = dw.lock();
-    while !st.rest.is_empty() {
-        match c.stream.write_vectored(&[IoSlice::new(&st.rest)]) {
-            Ok(0) => return Err(Close::Eof),
-            Ok(k) => bytes::Buf::advance(&mut st.rest, k),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                st.busy = true;
-                return Ok(());
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Close::Io(e)),
-        }
+    if !st.rest.is_empty() {
+        c.enc.prepend(st.rest.split().freeze());
     }
     let res = flush_queued(c, sess, scratch);
     st.busy = !c.enc.is_empty();

@@ -252,6 +252,16 @@ impl Encoder {
         self.len += self.cur.len() - before;
     }
 
+    /// Queues `data` ahead of everything pending, by reference. Only for bytes that must go
+    /// first while nothing pending has been partly written yet (the engine's direct writer
+    /// hands over the unwritten rest of a message this way).
+    pub fn prepend(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.len += data.len();
+            self.queue.push_front(data);
+        }
+    }
+
     /// Appends raw bytes (the greeting).
     pub fn encode_raw(&mut self, bytes: &[u8]) {
         self.room(bytes.len());
@@ -679,6 +689,18 @@ mod tests {
         assert_eq!(Decoder::new(None).decode(&mut buf), Ok(None));
         assert!(buf.capacity() >= 10 + MAX_RESERVE - 1);
         assert!(buf.capacity() < 0x1000_0000);
+    }
+
+    #[test]
+    fn prepend_goes_ahead_of_pending_frames() {
+        let mut enc = Encoder::new();
+        enc.encode_frame(&Bytes::from_static(b"ab"), false);
+        enc.prepend(Bytes::from_static(b"rest"));
+        enc.prepend(Bytes::new());
+        let mut out = BytesMut::new();
+        assert_eq!(enc.len(), 8);
+        enc.drain_into(&mut out);
+        assert_eq!(&out[..], b"rest\x00\x02ab");
     }
 
     #[test]
