@@ -649,6 +649,40 @@ macro_rules! rfc29_suite {
             });
         }
 
+        // Order upstream: what an XSUB sends reaches the publisher in a way that never lets
+        // data overtake a subscription sent before it (the subscription is what a proxy's
+        // publisher side acts on first).
+        #[test]
+        $(#[$m])*
+        fn rfc29_xsub_subscription_never_arrives_after_later_data() {
+            run(|| {
+                let ctx = zmq::Context::new();
+                let xpub = sock!(ctx, zmq::XPUB);
+                let xsub = sock!(ctx, zmq::XSUB);
+                xsub.connect(&bind_any!(xpub)).unwrap();
+                const N: usize = 300;
+                for i in 0..N {
+                    xsub.send(format!("\x01t{i}").as_bytes(), 0).unwrap();
+                    xsub.send(format!("d{i}").as_bytes(), 0).unwrap();
+                }
+                let mut subscribed = std::collections::HashSet::new();
+                let mut data = 0;
+                while data < N {
+                    let m = xpub.recv_bytes(0).unwrap();
+                    if let Some(topic) = m.strip_prefix(b"\x01") {
+                        subscribed.insert(topic.to_vec());
+                    } else {
+                        let i = std::str::from_utf8(&m[1..]).unwrap();
+                        assert!(
+                            subscribed.contains(format!("t{i}").as_bytes()),
+                            "data d{i} arrived before subscription t{i}"
+                        );
+                        data += 1;
+                    }
+                }
+            });
+        }
+
         // libzmq: an XSUB (like a SUB) sends its current subscriptions to every publisher it
         // connects to later.
         #[test]

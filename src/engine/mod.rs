@@ -187,6 +187,8 @@ impl EngineHandle {
             serial: 0,
             shutdown: false,
             scratch: Vec::new(),
+            draining: false,
+            barred: Vec::new(),
             subs: HashMap::new(),
             read_buf: vec![0; READ_CHUNK],
             inproc,
@@ -367,6 +369,13 @@ struct Conn {
     zap_sent: bool,
     /// REQ/REP: lets the application thread write a message itself (see `direct`).
     direct: Option<Arc<DirectWriter>>,
+    /// SUB/XSUB: a subscription copy was taken from the outbound pipe; nothing more is
+    /// encoded from it until the engine has applied the commands sent before that copy
+    /// (see [`Engine::subscription`]), so a subscription never arrives after data the
+    /// application sent after it.
+    barrier: bool,
+    /// The rest of the batch popped with that copy, encoded once the barrier lifts.
+    held: Vec<Msg>,
 }
 
 impl Conn {
@@ -519,6 +528,11 @@ struct Engine {
     serial: u64,
     shutdown: bool,
     scratch: Vec<Msg>,
+    /// Commands are being applied (`drain_commands` does not nest).
+    draining: bool,
+    /// Connections that hit their subscription barrier while commands were being applied:
+    /// released when the drain ends.
+    barred: Vec<usize>,
     /// SUB/XSUB sockets' subscriptions (counted), sent to each new connection.
     subs: HashMap<u64, crate::pattern::trie::Trie>,
     /// Where small reads land before they are appended to a connection's buffer.
@@ -727,8 +741,19 @@ impl Engine {
     // ----- commands --------------------------------------------------------------------
 
     fn drain_commands(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
         while let Ok(cmd) = self.rx.try_recv() {
             self.command(cmd);
+        }
+        self.draining = false;
+        while let Some(tok) = self.barred.pop() {
+            if let Some(Io::Conn(c)) = self.io.get_mut(tok) {
+                c.barrier = false;
+                self.drive(tok, false);
+            }
         }
     }
 
@@ -974,7 +999,9 @@ impl Engine {
             None => true,
             Some(Io::Conn(c)) => match c.state {
                 ConnState::Active => {
-                    c.enc.is_empty() && c.direct.as_ref().is_none_or(|d| d.lock().rest.is_empty())
+                    c.enc.is_empty()
+                        && c.held.is_empty()
+                        && c.direct.as_ref().is_none_or(|d| d.lock().rest.is_empty())
                 }
                 _ => out_empty,
             },
@@ -1082,6 +1109,8 @@ impl Engine {
             cipher: None,
             zap_sent: false,
             direct: None,
+            barrier: false,
+            held: Vec::new(),
         })));
         Some(tok)
     }
@@ -1254,11 +1283,33 @@ impl Engine {
         if read {
             self.read_input(tok)?;
         }
-        let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
-            return Ok(());
-        };
-        let sess = &self.sessions[c.session];
-        flush(c, sess, &mut self.scratch)
+        loop {
+            let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
+                return Ok(());
+            };
+            if c.barrier {
+                // A subscription copy was popped: its command went to the channel before
+                // the copy went into the pipe, so one drain applies it (and writes it).
+                if self.draining {
+                    // Inside a drain: released when that drain ends.
+                    if !self.barred.contains(&tok) {
+                        self.barred.push(tok);
+                    }
+                    return Ok(());
+                }
+                self.drain_commands();
+                match self.io.get_mut(tok) {
+                    Some(Io::Conn(c)) => c.barrier = false,
+                    _ => return Ok(()),
+                }
+                continue;
+            }
+            let sess = &self.sessions[c.session];
+            flush(c, sess, &mut self.scratch)?;
+            if !c.barrier {
+                return Ok(());
+            }
+        }
     }
 
     fn read_input(&mut self, tok: usize) -> std::result::Result<(), Close> {
@@ -1800,16 +1851,24 @@ fn flush_queued(
     let active = matches!(c.state, ConnState::Active);
     let subs = sends_subscriptions(sess.sock.socket_type);
     loop {
-        if active && c.enc.len() < WRITE_HIGH {
+        if active && !c.barrier && c.enc.len() < WRITE_HIGH {
             if let Some((out, _)) = &sess.pipes {
                 scratch.clear();
-                out.pop_batch(scratch, POP_BATCH);
-                for m in scratch.drain(..) {
+                if c.held.is_empty() {
+                    out.pop_batch(scratch, POP_BATCH);
+                } else {
+                    std::mem::swap(scratch, &mut c.held);
+                }
+                let mut batch = scratch.drain(..);
+                while let Some(m) = batch.next() {
                     if subs && matches!(&m, Msg::One(b) if matches!(b.first(), Some(0 | 1))) {
                         // SUB/XSUB subscriptions are sent by the engine from its own
                         // per-socket set (see `Engine::subscription`), in order with
-                        // handshakes; the pattern's copies are redundant here.
-                        continue;
+                        // handshakes; the pattern's copy is a barrier: what follows it
+                        // waits until the engine has applied the subscription.
+                        c.barrier = true;
+                        c.held.extend(batch);
+                        break;
                     }
                     let frames = m.frames();
                     let last = frames.len().saturating_sub(1);
