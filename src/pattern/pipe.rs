@@ -25,7 +25,7 @@
 //! count against the HWM (they are already in the kernel).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -114,6 +114,12 @@ struct State {
     writer_waiting: bool,
     /// The writer will push no more (peer gone); the reader drains what is left.
     closed: bool,
+    /// Messages ever pushed (the pipe holds `pushed - popped`).
+    pushed: u64,
+    /// The writer's last reading of [`ReaderSide::popped`]: at most the true count, so the
+    /// HWM check on it can only err towards full, and is redone with a fresh reading then.
+    /// The writer reads the reader's cache line only near the HWM, not on every push.
+    seen_popped: u64,
 }
 
 /// Keeps what one thread writes on its own cache lines (128 bytes: two lines, for adjacent-line
@@ -134,8 +140,8 @@ impl<T> std::ops::Deref for Padded<T> {
 struct ReaderSide {
     /// The reader's batch (only the reader locks it, so the lock is never contended).
     batch: Mutex<VecDeque<Msg>>,
-    /// Messages in `batch`, readable by the writer for the HWM check.
-    batched: AtomicUsize,
+    /// Messages ever taken from `batch` (stored by the reader under the batch lock).
+    popped: AtomicU64,
 }
 
 /// A bounded, single-producer single-consumer message queue with edge-triggered wake-ups.
@@ -183,6 +189,8 @@ impl Pipe {
                 reader_waiting: true,
                 writer_waiting: false,
                 closed: false,
+                pushed: 0,
+                seen_popped: 0,
             })),
             rd: Padded::default(),
             writer_waits: AtomicBool::new(false),
@@ -209,7 +217,7 @@ impl Pipe {
         };
         let idle = || {
             let st = self.lock();
-            !st.closed && st.queue.is_empty() && self.rd.batched.load(Ordering::Acquire) == 0
+            !st.closed && st.pushed == self.rd.popped.load(Ordering::Acquire)
         };
         match sink.try_send(msg, &idle) {
             DirectOutcome::Sent => Ok(()),
@@ -230,8 +238,18 @@ impl Pipe {
         self.hwm
     }
 
-    fn full(&self, st: &State) -> bool {
-        self.hwm != 0 && st.queue.len() + self.rd.batched.load(Ordering::Acquire) >= self.hwm
+    fn full(&self, st: &mut State) -> bool {
+        if self.hwm == 0 || st.pushed - st.seen_popped < self.hwm as u64 {
+            return false;
+        }
+        st.seen_popped = self.rd.popped.load(Ordering::Acquire);
+        st.pushed - st.seen_popped >= self.hwm as u64
+    }
+
+    /// Counts `n` messages taken by the reader (under the batch lock: one writer).
+    fn count_popped(&self, n: usize) {
+        let p = self.rd.popped.load(Ordering::Relaxed);
+        self.rd.popped.store(p + n as u64, Ordering::Release);
     }
 
     fn mark_writer_waiting(&self, st: &mut State) {
@@ -255,11 +273,12 @@ impl Pipe {
             if st.closed {
                 return Err(msg);
             }
-            if self.full(&st) {
+            if self.full(&mut st) {
                 self.mark_writer_waiting(&mut st);
                 return Err(msg);
             }
             st.queue.push_back(msg);
+            st.pushed += 1;
             std::mem::take(&mut st.reader_waiting)
         };
         if wake {
@@ -280,12 +299,13 @@ impl Pipe {
             }
             let mut n = 0;
             while !msgs.is_empty() {
-                if self.full(&st) {
+                if self.full(&mut st) {
                     self.mark_writer_waiting(&mut st);
                     break;
                 }
                 if let Some(m) = msgs.pop_front() {
                     st.queue.push_back(m);
+                    st.pushed += 1;
                     n += 1;
                 }
             }
@@ -305,6 +325,7 @@ impl Pipe {
                 return;
             }
             st.queue.push_back(msg);
+            st.pushed += 1;
             std::mem::take(&mut st.reader_waiting)
         };
         if wake {
@@ -318,7 +339,7 @@ impl Pipe {
         if st.closed {
             return false;
         }
-        if self.full(&st) {
+        if self.full(&mut st) {
             self.mark_writer_waiting(&mut st);
             return false;
         }
@@ -334,7 +355,6 @@ impl Pipe {
             return false;
         }
         std::mem::swap(&mut st.queue, batch);
-        self.rd.batched.store(batch.len(), Ordering::Release);
         true
     }
 
@@ -368,7 +388,7 @@ impl Pipe {
         }
         let msg = batch.pop_front();
         let left = batch.len();
-        self.rd.batched.store(left, Ordering::Release);
+        self.count_popped(1);
         drop(batch);
         self.after_pop(left);
         msg
@@ -384,7 +404,7 @@ impl Pipe {
         let n = batch.len().min(max);
         out.extend(batch.drain(..n));
         let left = batch.len();
-        self.rd.batched.store(left, Ordering::Release);
+        self.count_popped(n);
         if left == 0 {
             // Took everything: if the writer queued nothing meanwhile, the reader will
             // sleep, so the next push must wake it.
@@ -408,7 +428,7 @@ impl Pipe {
     /// Number of queued messages.
     pub fn len(&self) -> usize {
         let st = self.lock();
-        st.queue.len() + self.rd.batched.load(Ordering::Acquire)
+        (st.pushed - self.rd.popped.load(Ordering::Acquire)) as usize
     }
 
     /// True if no message is queued.
@@ -440,7 +460,7 @@ impl Pipe {
             let n = st.queue.len() + batch.len();
             st.queue.clear();
             batch.clear();
-            self.rd.batched.store(0, Ordering::Release);
+            self.count_popped(n);
             n
         };
         self.close();
@@ -455,7 +475,7 @@ impl Pipe {
     /// True once closed and fully drained.
     pub fn is_done(&self) -> bool {
         let st = self.lock();
-        st.closed && st.queue.is_empty() && self.rd.batched.load(Ordering::Acquire) == 0
+        st.closed && st.pushed == self.rd.popped.load(Ordering::Acquire)
     }
 }
 
@@ -498,6 +518,29 @@ mod tests {
         p.force_push(msg(10));
         assert_eq!(p.len(), 4);
         assert_eq!(p.pop(), Some(msg(0)));
+    }
+
+    #[test]
+    fn hwm_counts_exactly_although_the_writer_reads_the_reader_lazily() {
+        // The writer's copy of the reader's count is stale after these pops; a push near
+        // the HWM must re-read it, so exactly `hwm` messages are held at every point.
+        let (p, _, _) = pipe(4);
+        for round in 0..3u8 {
+            let mut pushed = 0;
+            while p.push(msg(round)).is_ok() {
+                pushed += 1;
+            }
+            assert_eq!(p.len(), 4, "round {round}");
+            assert!(round == 0 || pushed == 3, "round {round}: {pushed} pushed");
+            assert!(p.pop().is_some());
+            let mut out = Vec::new();
+            assert_eq!(p.pop_batch(&mut out, 2), 2);
+            assert_eq!(p.len(), 1);
+        }
+        while p.pop().is_some() {}
+        assert!(p.is_empty());
+        p.close();
+        assert!(p.is_done());
     }
 
     #[test]
