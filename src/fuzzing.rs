@@ -915,7 +915,7 @@ struct FuzzPeer {
 
 /// Checks the frames of a delivered message: its tracked frames (those with a trailer) form
 /// a contiguous suffix of one message, all its frames in order. Returns the tag, if tracked.
-fn check_whole(frames: &[Bytes], what: &str) -> Option<u32> {
+fn check_whole(frames: &[crate::pattern::Frame], what: &str) -> Option<u32> {
     let first = frames.iter().position(|f| trailer(f).is_some())?;
     let tracked = &frames[first..];
     let (tag, _, count) = trailer(&tracked[0]).expect("tracked");
@@ -992,11 +992,12 @@ pub fn pattern_ops(data: &[u8]) -> u64 {
             let shape = input.byte();
             let tag = next_tag;
             next_tag += 1;
-            let mut frames: Vec<Bytes> = first.into_iter().collect();
+            let mut frames: Vec<crate::pattern::Frame> =
+                first.into_iter().map(crate::pattern::Frame::from).collect();
             let envelope = if data_only { 0 } else { (shape & 0x03) % 3 };
             for _ in 0..envelope {
                 let len = usize::from(input.byte() % 4);
-                frames.push(Bytes::copy_from_slice(input.take(len)));
+                frames.push(crate::pattern::Frame::copy_from_slice(input.take(len)));
             }
             let count = (shape >> 2) % 3 + 1;
             for i in 0..count {
@@ -1010,7 +1011,7 @@ pub fn pattern_ops(data: &[u8]) -> u64 {
                 f.push(TAG_MAGIC);
                 f.extend_from_slice(&tag.to_le_bytes());
                 f.extend_from_slice(&[i, count]);
-                frames.push(Bytes::from(f));
+                frames.push(crate::pattern::Frame::from(f));
             }
             (tag, Msg::from_frames(frames))
         };
@@ -1020,7 +1021,7 @@ pub fn pattern_ops(data: &[u8]) -> u64 {
         let frames = (0..n)
             .map(|_| {
                 let len = usize::from(input.byte() % 7);
-                Bytes::copy_from_slice(input.take(len))
+                crate::pattern::Frame::copy_from_slice(input.take(len))
             })
             .collect();
         Msg::from_frames(frames)

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::metadata::Metadata;
+use crate::pattern::Frame;
 
 /// Payloads up to this size are copied into a shared per-thread chunk by
 /// [`Message::from_slice`] (see there).
@@ -59,7 +60,8 @@ pub(crate) fn copy_bytes(data: &[u8]) -> Bytes {
 
 #[derive(Clone)]
 enum Data {
-    Shared(Bytes),
+    /// Inline when small, else shared (see [`Frame`]).
+    Frame(Frame),
     Owned(Vec<u8>),
 }
 
@@ -106,15 +108,27 @@ impl Message {
     /// once per chunk, and the thread that drops the message (often the I/O thread) only
     /// decrements a count instead of freeing memory allocated by another thread.
     pub fn from_slice(data: &[u8]) -> Message {
-        Message::from_bytes(copy_bytes(data))
+        Message::from_frame(Frame::copy_from_slice(data))
     }
 
-    /// A message sharing `data` without copying.
+    /// A message sharing `data` without copying (up to [`crate::pattern::frame::INLINE_MAX`]
+    /// bytes are copied into the message itself, which is cheaper than sharing).
     pub fn from_bytes(data: Bytes) -> Message {
+        Message::from_frame(Frame::from(data))
+    }
+
+    pub(crate) fn from_frame(frame: Frame) -> Message {
         Message {
-            data: Data::Shared(data),
+            data: Data::Frame(frame),
             more: false,
             meta: None,
+        }
+    }
+
+    pub(crate) fn into_frame(self) -> Frame {
+        match self.data {
+            Data::Frame(f) => f,
+            Data::Owned(v) => Frame::from(v),
         }
     }
 
@@ -137,7 +151,7 @@ impl Message {
     /// The content as shared [`Bytes`] (no copy unless the message was mutated in place).
     pub fn into_bytes(self) -> Bytes {
         match self.data {
-            Data::Shared(b) => b,
+            Data::Frame(f) => f.into_bytes(),
             Data::Owned(v) => Bytes::from(v),
         }
     }
@@ -145,7 +159,7 @@ impl Message {
     /// A cheap handle on the content (no copy for received or shared messages).
     pub fn to_bytes(&self) -> Bytes {
         match &self.data {
-            Data::Shared(b) => b.clone(),
+            Data::Frame(f) => f.clone().into_bytes(),
             Data::Owned(v) => Bytes::copy_from_slice(v),
         }
     }
@@ -170,7 +184,7 @@ impl Deref for Message {
 
     fn deref(&self) -> &[u8] {
         match &self.data {
-            Data::Shared(b) => b,
+            Data::Frame(f) => f,
             Data::Owned(v) => v,
         }
     }
@@ -178,12 +192,15 @@ impl Deref for Message {
 
 impl DerefMut for Message {
     fn deref_mut(&mut self) -> &mut [u8] {
-        if let Data::Shared(b) = &self.data {
-            self.data = Data::Owned(b.to_vec());
+        if let Data::Frame(f) = &self.data {
+            if f.shared().is_some() {
+                self.data = Data::Owned(f.to_vec());
+            }
         }
         match &mut self.data {
             Data::Owned(v) => v,
-            Data::Shared(_) => unreachable!("converted to owned above"),
+            // Inline: written in place (shared frames were made owned above).
+            Data::Frame(f) => f.inline_mut().unwrap_or_default(),
         }
     }
 }
@@ -260,7 +277,7 @@ impl From<Message> for Vec<u8> {
     fn from(m: Message) -> Vec<u8> {
         match m.data {
             Data::Owned(v) => v,
-            Data::Shared(b) => b.to_vec(),
+            Data::Frame(f) => f.to_vec(),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::message::Message;
 use crate::metadata::Metadata;
 use crate::monitor::EventReceiver;
 use crate::options::Options;
-use crate::pattern::{self, Msg, Pattern, Peer, Pipe, RecvError, SendError};
+use crate::pattern::{self, Frame, Msg, Pattern, Peer, Pipe, RecvError, SendError};
 use crate::poll::{PollEvents, PollItem, POLLIN, POLLOUT};
 use crate::shared::{MailEvent, SocketShared};
 use crate::{SocketType, DONTWAIT, SNDMORE};
@@ -54,10 +54,10 @@ struct Core {
     pattern: Box<dyn Pattern>,
     mail: Vec<MailEvent>,
     /// Frames of the multipart message being sent; its first frame was admitted.
-    out_frames: Vec<Bytes>,
+    out_frames: Vec<Frame>,
     out_admitted: bool,
     /// Frames of the message being received, after the one last returned.
-    in_frames: VecDeque<Bytes>,
+    in_frames: VecDeque<Frame>,
     in_meta: Option<Arc<Metadata>>,
     rcvmore: bool,
     last_endpoint: String,
@@ -355,14 +355,15 @@ impl Socket {
         let more = flags & SNDMORE != 0;
         if !core.out_admitted && !more {
             // A single-frame message: straight to the pattern, one pipe operation.
-            let frame = msg.into_bytes();
+            let frame = msg.into_frame();
             if self.shared.socket_type == SocketType::XSUB && matches!(frame.first(), Some(0 | 1)) {
-                self.engine.subscription(self.shared.id, frame.clone());
+                self.engine
+                    .subscription(self.shared.id, Bytes::copy_from_slice(&frame));
             }
             core.process_mail(&self.shared);
             return self.deliver(&mut core, Msg::One(frame), flags, false);
         }
-        let frame = msg.into_bytes();
+        let frame = msg.into_frame();
         if !core.out_admitted {
             // The first frame of a multipart message decides: wait until the pattern can
             // take a message, so a multipart message never blocks halfway.
@@ -382,7 +383,8 @@ impl Socket {
             && frames.len() == 1
             && matches!(frames[0].first(), Some(0 | 1))
         {
-            self.engine.subscription(self.shared.id, frames[0].clone());
+            self.engine
+                .subscription(self.shared.id, Bytes::copy_from_slice(&frames[0]));
         }
         // Admitted: the pattern may exceed the HWM by this one message, and a pattern that
         // still refuses (ROUTER_MANDATORY to a full peer) makes a blocking send wait.
@@ -410,7 +412,7 @@ impl Socket {
 
     // ----- receiving -------------------------------------------------------------------
 
-    fn recv_frame(&self, flags: i32) -> Result<(Bytes, bool, Option<Arc<Metadata>>)> {
+    fn recv_frame(&self, flags: i32) -> Result<(Frame, bool, Option<Arc<Metadata>>)> {
         let mut core = self.core();
         if core.in_frames.is_empty() {
             let timeout = core.opts.rcvtimeo;
@@ -437,7 +439,7 @@ impl Socket {
     /// Receives one frame as a [`Message`].
     pub fn recv_msg(&self, flags: i32) -> Result<Message> {
         let (frame, more, meta) = self.recv_frame(flags)?;
-        let mut m = Message::from_bytes(frame);
+        let mut m = Message::from_frame(frame);
         m.set_more(more);
         m.set_meta(meta);
         Ok(m)

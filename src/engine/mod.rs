@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::metadata::Metadata;
 use crate::monitor::{MonitorEvent, SocketEvent};
 use crate::options::Options;
+use crate::pattern::frame::Frame as MsgFrame;
 use crate::pattern::{Msg, Notify, Peer, Pipe};
 use crate::proto::{Command, PeerInfo};
 use crate::proto::{Decoder, Encoder, Frame, Handshake, HandshakeConfig, HandshakeStatus};
@@ -354,7 +355,7 @@ struct Conn {
     read_hint: usize,
     enc: Encoder,
     dec: Decoder,
-    frames: Vec<Bytes>,
+    frames: Vec<MsgFrame>,
     /// Decoded messages not yet in the inbound pipe (handed over in batches).
     pending: VecDeque<Msg>,
     paused: bool,
@@ -394,9 +395,12 @@ impl Conn {
     }
 
     /// Queues one message frame, boxed when the connection is encrypted.
-    fn send_frame(&mut self, data: &Bytes, more: bool) -> std::result::Result<(), Close> {
+    fn send_frame(&mut self, data: &MsgFrame, more: bool) -> std::result::Result<(), Close> {
         match &mut self.cipher {
-            None => self.enc.encode_frame(data, more),
+            None => match data.shared() {
+                Some(b) => self.enc.encode_frame(b, more),
+                None => self.enc.encode_small_frame(data, more),
+            },
             Some(cipher) => {
                 let boxed = cipher.encrypt(data, more, false).map_err(Close::Proto)?;
                 self.enc.encode_frame(&boxed, false);
@@ -419,7 +423,7 @@ impl Conn {
             let mut m = BytesMut::with_capacity(prefix.len() + 1);
             m.extend_from_slice(&[kind]);
             m.extend_from_slice(&prefix);
-            self.send_frame(&m.freeze(), false)
+            self.send_frame(&m.freeze().into(), false)
         }
     }
 }
@@ -1459,13 +1463,13 @@ impl Engine {
                 match frame {
                     Frame::Message { data, more } => {
                         if more {
-                            c.frames.push(data);
+                            c.frames.push(data.into());
                             continue;
                         }
                         let msg = if c.frames.is_empty() {
-                            Msg::One(data)
+                            Msg::One(data.into())
                         } else {
-                            c.frames.push(data);
+                            c.frames.push(data.into());
                             Msg::Many(std::mem::take(&mut c.frames))
                         };
                         if !discard {
@@ -1494,7 +1498,7 @@ impl Engine {
                             let mut m = BytesMut::with_capacity(topic.len() + 1);
                             m.extend_from_slice(&[flag]);
                             m.extend_from_slice(topic);
-                            c.pending.push_back(Msg::One(m.freeze()));
+                            c.pending.push_back(Msg::One(m.freeze().into()));
                         }
                         _ => {}
                     },
@@ -1542,7 +1546,7 @@ impl Engine {
                 let sock = &self.sessions[s].sock;
                 if self.sessions[s].opts.probe_router {
                     // PROBE_ROUTER: an empty message before anything else.
-                    c.send_frame(&Bytes::new(), false)?;
+                    c.send_frame(&MsgFrame::new(), false)?;
                 }
                 if sends_subscriptions(sock.socket_type) {
                     // The I/O thread subscribes a new or reconnected publisher at once,
@@ -1618,10 +1622,11 @@ impl Engine {
             Bytes::from_static(req.mechanism.name().as_bytes()),
         ];
         frames.extend(req.credentials.iter().cloned());
-        let sent = self
-            .zap
-            .as_ref()
-            .is_some_and(|p| p.out.push(Msg::Many(frames)).is_ok());
+        let sent = self.zap.as_ref().is_some_and(|p| {
+            p.out
+                .push(Msg::Many(frames.into_iter().map(MsgFrame::from).collect()))
+                .is_ok()
+        });
         if !sent {
             log::warn!("ZAP handler unreachable; resolving as without a handler");
             self.zap_resolve(tok, serial, None);
@@ -1660,7 +1665,7 @@ impl Engine {
             let frames = msg.into_frames();
             // [empty delimiter], version, request id, status code, status text, user id,
             // metadata.
-            let f: Vec<&Bytes> = frames.iter().skip_while(|f| f.is_empty()).collect();
+            let f: Vec<&MsgFrame> = frames.iter().skip_while(|f| f.is_empty()).collect();
             let text = |i: usize| {
                 f.get(i)
                     .map(|b| String::from_utf8_lossy(b).into_owned())
@@ -1673,7 +1678,10 @@ impl Engine {
             let reply = crate::proto::ZapReply {
                 status_code: text(2),
                 status_text: text(3),
-                user_id: f.get(4).map(|b| (*b).clone()).unwrap_or_default(),
+                user_id: f
+                    .get(4)
+                    .map(|b| Bytes::copy_from_slice(b))
+                    .unwrap_or_default(),
                 metadata: f
                     .get(5)
                     .and_then(|b| crate::proto::command::parse_metadata(b).ok())

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::fq::Fq;
 use super::lb::Lb;
+use super::Frame;
 use super::{Msg, OptError, Pattern, PatternOpt, Peer, RecvError, SendError};
 use crate::metadata::Metadata;
 
@@ -35,7 +34,7 @@ impl Pattern for Dealer {
     fn attach(&mut self, peer: Peer) -> bool {
         if self.probe {
             // PROBE_ROUTER: an empty message lets a ROUTER peer learn our routing id.
-            peer.out.force_push(Msg::One(Bytes::new()));
+            peer.out.force_push(Msg::One(Frame::new()));
         }
         self.lb.attach(peer.clone());
         self.fq.attach(peer);
@@ -106,7 +105,7 @@ mod tests {
         d.set_opt(PatternOpt::ProbeRouter(true)).unwrap();
         let a = peer(1, 10);
         d.attach(a.clone());
-        assert_eq!(a.out.pop(), Some(Msg::One(Bytes::new())));
+        assert_eq!(a.out.pop(), Some(Msg::One(Frame::new())));
     }
 
     #[test]
@@ -114,7 +113,7 @@ mod tests {
         let mut d = Dealer::default();
         let a = peer(1, 10);
         d.attach(a.clone());
-        let m = Msg::from_frames(vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")]);
+        let m = Msg::from_frames(vec![Frame::from_static(b"1"), Frame::from_static(b"2")]);
         d.send(m.clone(), false).unwrap();
         assert_eq!(a.out.pop(), Some(m));
     }

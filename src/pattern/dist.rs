@@ -144,7 +144,7 @@ impl Dist {
 mod tests {
     use super::*;
     use crate::pattern::test_util::{msg, peer};
-    use bytes::Bytes;
+    use crate::pattern::Frame;
 
     #[test]
     fn rfc29_full_subscriber_drops_others_still_get_it() {
@@ -171,7 +171,7 @@ mod tests {
         let mut d = Dist::default();
         let a = peer(1, 10);
         d.attach(a.clone());
-        let m = Msg::from_frames(vec![Bytes::from_static(b"t"), Bytes::from_static(b"body")]);
+        let m = Msg::from_frames(vec![Frame::from_static(b"t"), Frame::from_static(b"body")]);
         d.send_to_all(m.clone());
         assert_eq!(a.out.pop(), Some(m));
     }

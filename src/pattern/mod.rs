@@ -13,6 +13,7 @@
 pub mod dealer;
 pub mod dist;
 pub mod fq;
+pub mod frame;
 pub mod lb;
 pub mod pair;
 pub mod pipe;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use frame::Frame;
 pub use pipe::{DirectOutcome, DirectSink, Msg, Notify, Pipe};
 
 use crate::metadata::Metadata;
@@ -182,6 +184,6 @@ pub(crate) mod test_util {
     }
 
     pub fn msg(s: &str) -> Msg {
-        Msg::One(Bytes::copy_from_slice(s.as_bytes()))
+        Msg::One(Frame::copy_from_slice(s.as_bytes()))
     }
 }

@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
+pub use super::frame::Frame;
 
 /// Something to wake: the I/O thread (for a connection) or a socket's waiters.
 pub trait Notify: Send + Sync {
@@ -69,23 +69,23 @@ impl Notify for NoNotify {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// A single-frame message (the common case: no allocation for a frame list).
-    One(Bytes),
+    One(Frame),
     /// A multipart message of two or more frames.
-    Many(Vec<Bytes>),
+    Many(Vec<Frame>),
 }
 
 impl Msg {
     /// Builds a message from its frames (at least one; an empty list gives one empty frame).
-    pub fn from_frames(mut frames: Vec<Bytes>) -> Msg {
+    pub fn from_frames(mut frames: Vec<Frame>) -> Msg {
         match frames.len() {
-            0 => Msg::One(Bytes::new()),
+            0 => Msg::One(Frame::new()),
             1 => Msg::One(frames.pop().unwrap_or_default()),
             _ => Msg::Many(frames),
         }
     }
 
     /// The frames, in order.
-    pub fn frames(&self) -> &[Bytes] {
+    pub fn frames(&self) -> &[Frame] {
         match self {
             Msg::One(b) => std::slice::from_ref(b),
             Msg::Many(v) => v,
@@ -93,7 +93,7 @@ impl Msg {
     }
 
     /// Consumes the message into its frames.
-    pub fn into_frames(self) -> Vec<Bytes> {
+    pub fn into_frames(self) -> Vec<Frame> {
         match self {
             Msg::One(b) => vec![b],
             Msg::Many(v) => v,
@@ -498,7 +498,7 @@ mod tests {
     }
 
     fn msg(i: u8) -> Msg {
-        Msg::One(Bytes::from(vec![i]))
+        Msg::One(Frame::from(vec![i]))
     }
 
     fn pipe(hwm: usize) -> (Pipe, Arc<Count>, Arc<Count>) {
@@ -618,7 +618,7 @@ mod tests {
     #[test]
     fn multipart_is_one_message() {
         let (p, _, _) = pipe(1);
-        let m = Msg::from_frames(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        let m = Msg::from_frames(vec![Frame::from_static(b"a"), Frame::from_static(b"b")]);
         p.push(m.clone()).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p.pop().unwrap().frames().len(), 2);
@@ -642,7 +642,7 @@ mod tests {
         let p2 = p.clone();
         let writer = std::thread::spawn(move || {
             for i in 0..10_000u32 {
-                let mut m = Msg::One(Bytes::from(i.to_be_bytes().to_vec()));
+                let mut m = Msg::One(Frame::from(i.to_be_bytes().to_vec()));
                 loop {
                     match p2.push(m) {
                         Ok(()) => break,

@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use super::dist::Dist;
 use super::trie::MultiTrie;
+use super::Frame;
 use super::{Msg, OptError, Pattern, PatternOpt, Peer, RecvError, SendError};
 use crate::metadata::Metadata;
 
@@ -49,7 +50,7 @@ impl PubCore {
     /// already sent.
     pub fn attach(&mut self, peer: Peer, sink: Sink<'_>) {
         if let Some(w) = &self.welcome {
-            peer.out.force_push(Msg::One(w.clone()));
+            peer.out.force_push(Msg::One(w.clone().into()));
         }
         let id = peer.id;
         self.own.entry(id).or_default();
@@ -69,7 +70,7 @@ impl PubCore {
             let mut b = Vec::with_capacity(prefix.len() + 1);
             b.push(0);
             b.extend_from_slice(prefix);
-            sink(Msg::One(Bytes::from(b)), None);
+            sink(Msg::One(Frame::from(b)), None);
         });
         self.own.remove(&id);
         self.dist.detach(id);
@@ -115,7 +116,7 @@ impl PubCore {
             let Some(&kind) = frame.first() else {
                 continue;
             };
-            let prefix = frame.slice(1..);
+            let prefix = Bytes::copy_from_slice(&frame[1..]);
             let own = self.own.entry(id).or_default();
             let notify = match kind {
                 1 => {
@@ -236,13 +237,13 @@ mod tests {
     fn sub(p: &Peer, prefix: &str) {
         let mut b = vec![1u8];
         b.extend_from_slice(prefix.as_bytes());
-        p.inp.push(Msg::One(Bytes::from(b))).unwrap();
+        p.inp.push(Msg::One(Frame::from(b))).unwrap();
     }
 
     fn cancel(p: &Peer, prefix: &str) {
         let mut b = vec![0u8];
         b.extend_from_slice(prefix.as_bytes());
-        p.inp.push(Msg::One(Bytes::from(b))).unwrap();
+        p.inp.push(Msg::One(Frame::from(b))).unwrap();
     }
 
     fn publish(p: &mut Pub, m: &str) {
@@ -361,7 +362,7 @@ mod tests {
         let a = peer(1, 10);
         p.attach(a.clone());
         a.inp.push(msg("hello")).unwrap();
-        a.inp.push(Msg::One(Bytes::new())).unwrap();
+        a.inp.push(Msg::One(Frame::new())).unwrap();
         publish(&mut p, "x");
         assert!(a.out.is_empty());
         assert!(a.inp.is_empty());
@@ -373,11 +374,11 @@ mod tests {
         let a = peer(1, 10);
         p.attach(a.clone());
         sub(&a, "t");
-        let m = Msg::from_frames(vec![Bytes::from_static(b"t"), Bytes::from_static(b"x")]);
+        let m = Msg::from_frames(vec![Frame::from_static(b"t"), Frame::from_static(b"x")]);
         assert_eq!(p.can_send(), Ok(true));
         p.send(m.clone(), true).unwrap();
         // The second frame is not matched against subscriptions.
-        let n = Msg::from_frames(vec![Bytes::from_static(b"u"), Bytes::from_static(b"t")]);
+        let n = Msg::from_frames(vec![Frame::from_static(b"u"), Frame::from_static(b"t")]);
         p.send(n, true).unwrap();
         assert_eq!(got(&a), vec![m]);
     }

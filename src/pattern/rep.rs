@@ -10,21 +10,20 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::router::Router;
+use super::Frame;
 use super::{Msg, Pattern, Peer, RecvError, SendError};
 use crate::metadata::Metadata;
 
 /// A request waiting to be returned by `recv`.
-type Request = (Vec<Bytes>, Msg, Option<Arc<Metadata>>);
+type Request = (Vec<Frame>, Msg, Option<Arc<Metadata>>);
 
 /// REP = [`Router`] + envelope.
 #[derive(Debug, Default)]
 pub struct Rep {
     router: Router,
     /// The envelope of the request being answered (`Some` between `recv` and `send`).
-    envelope: Option<Vec<Bytes>>,
+    envelope: Option<Vec<Frame>>,
     /// A well-formed request found by `can_recv`, not yet returned.
     ready: Option<Request>,
 }
@@ -101,7 +100,7 @@ mod tests {
     use crate::pattern::test_util::{msg, peer};
 
     fn m(frames: &[&[u8]]) -> Msg {
-        Msg::from_frames(frames.iter().map(|f| Bytes::copy_from_slice(f)).collect())
+        Msg::from_frames(frames.iter().map(|f| Frame::copy_from_slice(f)).collect())
     }
 
     #[test]
@@ -193,7 +192,7 @@ mod tests {
             id: b,
             out: p.inp.clone(),
             inp: p.out.clone(),
-            routing_id: Bytes::new(),
+            routing_id: bytes::Bytes::new(),
             meta: None,
         };
         (p, q)

@@ -16,10 +16,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::dealer::Dealer;
 use super::router::random_u32;
+use super::Frame;
 use super::{Msg, OptError, Pattern, PatternOpt, Peer, RecvError, SendError};
 use crate::metadata::Metadata;
 
@@ -121,9 +120,9 @@ impl Pattern for Req {
         let prefix = if self.correlate { 2 } else { 1 };
         let mut frames = Vec::with_capacity(msg.frames().len() + prefix);
         if self.correlate {
-            frames.push(Bytes::copy_from_slice(&id.to_ne_bytes()));
+            frames.push(Frame::copy_from_slice(&id.to_ne_bytes()));
         }
-        frames.push(Bytes::new());
+        frames.push(Frame::new());
         frames.extend(msg.into_frames());
         match self.dealer.send_to_any(Msg::Many(frames), force) {
             Ok(peer) => {
@@ -181,12 +180,12 @@ mod tests {
     use super::*;
     use crate::pattern::test_util::{msg, peer};
 
-    fn b(s: &str) -> Bytes {
-        Bytes::copy_from_slice(s.as_bytes())
+    fn b(s: &str) -> Frame {
+        Frame::copy_from_slice(s.as_bytes())
     }
 
     fn reply(frames: &[&[u8]]) -> Msg {
-        Msg::from_frames(frames.iter().map(|f| Bytes::copy_from_slice(f)).collect())
+        Msg::from_frames(frames.iter().map(|f| Frame::copy_from_slice(f)).collect())
     }
 
     #[test]

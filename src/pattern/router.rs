@@ -27,6 +27,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::fq::Fq;
+use super::Frame;
 use super::{Msg, OptError, Pattern, PatternOpt, Peer, Pipe, RecvError, SendError};
 use crate::metadata::Metadata;
 
@@ -136,7 +137,7 @@ impl Pattern for Router {
             rid
         };
         if self.probe {
-            peer.out.force_push(Msg::One(Bytes::new()));
+            peer.out.force_push(Msg::One(Frame::new()));
         }
         self.names.insert(
             peer.id,
@@ -191,7 +192,7 @@ impl Pattern for Router {
         }
         let body = frames.split_off(1);
         let rid = frames.pop().unwrap_or_default();
-        let Some(peer) = self.by_rid.get(&rid) else {
+        let Some(peer) = self.by_rid.get(&rid[..]) else {
             return if self.mandatory {
                 Err(SendError::Unroutable)
             } else {
@@ -220,7 +221,7 @@ impl Pattern for Router {
                 continue; // cannot happen: every peer in `fq` is named
             };
             let mut frames = Vec::with_capacity(msg.frames().len() + 1);
-            frames.push(name.routing_id.clone());
+            frames.push(name.routing_id.clone().into());
             frames.extend(msg.into_frames());
             if !self.leaving.is_empty() {
                 self.purge_leaving();
@@ -261,8 +262,8 @@ mod tests {
 
     fn to(rid: &[u8], body: &str) -> Msg {
         Msg::from_frames(vec![
-            Bytes::copy_from_slice(rid),
-            Bytes::copy_from_slice(body.as_bytes()),
+            Frame::copy_from_slice(rid),
+            Frame::copy_from_slice(body.as_bytes()),
         ])
     }
 
@@ -297,8 +298,8 @@ mod tests {
         assert!(r.attach(a.clone()));
         a.inp
             .push(Msg::from_frames(vec![
-                Bytes::from_static(b""),
-                Bytes::from_static(b"hi"),
+                Frame::from_static(b""),
+                Frame::from_static(b"hi"),
             ]))
             .unwrap();
         let (m, _) = r.recv().unwrap().unwrap();
@@ -324,7 +325,7 @@ mod tests {
         let mut r = Router::default();
         r.set_opt(PatternOpt::RouterMandatory(true)).unwrap();
         let mut a = peer(1, 1);
-        a.routing_id = Bytes::from_static(b"a");
+        a.routing_id = bytes::Bytes::from_static(b"a");
         r.attach(a.clone());
         assert_eq!(r.send(to(b"nobody", "x"), true), Err(SendError::Unroutable));
         r.send(to(b"a", "1"), true).unwrap();
@@ -343,7 +344,7 @@ mod tests {
     fn router_full_peer_drops_without_mandatory() {
         let mut r = Router::default();
         let mut a = peer(1, 1);
-        a.routing_id = Bytes::from_static(b"a");
+        a.routing_id = bytes::Bytes::from_static(b"a");
         r.attach(a.clone());
         r.send(to(b"a", "1"), true).unwrap();
         assert_eq!(r.send(to(b"a", "2"), true), Ok(()));
@@ -399,7 +400,7 @@ mod tests {
         r.set_opt(PatternOpt::ProbeRouter(true)).unwrap();
         let a = peer(1, 10);
         r.attach(a.clone());
-        assert_eq!(a.out.pop(), Some(Msg::One(Bytes::new())));
+        assert_eq!(a.out.pop(), Some(Msg::One(Frame::new())));
     }
 
     #[test]
@@ -422,9 +423,9 @@ mod tests {
         let a = named(1, "a");
         r.attach(a.clone());
         let m = Msg::from_frames(vec![
-            Bytes::from_static(b"a"),
-            Bytes::from_static(b"1"),
-            Bytes::from_static(b"2"),
+            Frame::from_static(b"a"),
+            Frame::from_static(b"1"),
+            Frame::from_static(b"2"),
         ]);
         r.send(m, true).unwrap();
         let got = a.out.pop().unwrap();
@@ -451,7 +452,7 @@ mod tests {
             id: 2,
             out: p.inp.clone(),
             inp: p.out.clone(),
-            routing_id: Bytes::from_static(b"dealer"),
+            routing_id: bytes::Bytes::from_static(b"dealer"),
             meta: None,
         };
         d.attach(p);

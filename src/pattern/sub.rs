@@ -72,6 +72,7 @@ impl Pattern for Sub {
 mod tests {
     use super::*;
     use crate::pattern::test_util::{msg, peer};
+    use crate::pattern::Frame;
     use bytes::Bytes;
 
     fn got(p: &Peer) -> Vec<Msg> {
@@ -140,8 +141,8 @@ mod tests {
         a.inp.push(msg("sports")).unwrap();
         a.inp
             .push(Msg::from_frames(vec![
-                Bytes::from_static(b"weather.oslo"),
-                Bytes::from_static(b"-3C"),
+                Frame::from_static(b"weather.oslo"),
+                Frame::from_static(b"-3C"),
             ]))
             .unwrap();
         assert!(s.can_recv());

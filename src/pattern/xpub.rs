@@ -78,12 +78,12 @@ impl Pattern for XPub {
 mod tests {
     use super::*;
     use crate::pattern::test_util::{msg, peer};
-    use bytes::Bytes;
+    use crate::pattern::Frame;
 
     fn frame(kind: u8, prefix: &str) -> Msg {
         let mut b = vec![kind];
         b.extend_from_slice(prefix.as_bytes());
-        Msg::One(Bytes::from(b))
+        Msg::One(Frame::from(b))
     }
 
     fn all(x: &mut XPub) -> Vec<Msg> {
@@ -159,7 +159,7 @@ mod tests {
         let mut x = XPub::default();
         let a = peer(1, 10);
         x.attach(a.clone());
-        let m = Msg::from_frames(vec![Bytes::from_static(b"data"), Bytes::from_static(b"x")]);
+        let m = Msg::from_frames(vec![Frame::from_static(b"data"), Frame::from_static(b"x")]);
         a.inp.push(m.clone()).unwrap();
         assert_eq!(all(&mut x), vec![m]);
     }

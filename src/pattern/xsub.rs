@@ -15,11 +15,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::dist::Dist;
 use super::fq::Fq;
 use super::trie::Trie;
+use super::Frame;
 use super::{Msg, Pattern, Peer, RecvError, SendError};
 use crate::metadata::Metadata;
 
@@ -36,7 +35,7 @@ pub(crate) fn subscription(kind: u8, prefix: &[u8]) -> Msg {
     let mut b = Vec::with_capacity(prefix.len() + 1);
     b.push(kind);
     b.extend_from_slice(prefix);
-    Msg::One(Bytes::from(b))
+    Msg::One(Frame::from(b))
 }
 
 impl XSub {
@@ -148,14 +147,14 @@ mod tests {
         let (a, b) = (peer(1, 1), peer(2, 10));
         x.attach(a.clone());
         x.attach(b.clone());
-        let m = Msg::from_frames(vec![Bytes::from_static(b"hi"), Bytes::from_static(b"2")]);
+        let m = Msg::from_frames(vec![Frame::from_static(b"hi"), Frame::from_static(b"2")]);
         x.send(m.clone(), true).unwrap();
         assert_eq!(b.out.pop(), Some(m.clone()));
         // a is full: data is dropped for it, subscriptions are not.
         x.send(m.clone(), true).unwrap();
         x.send(subscription(1, b"z"), true).unwrap();
         assert_eq!(got(&a), vec![m, subscription(1, b"z")]);
-        x.send(Msg::One(Bytes::new()), true).unwrap();
+        x.send(Msg::One(Frame::new()), true).unwrap();
         assert_eq!(
             b.out.len(),
             3,
@@ -184,7 +183,7 @@ mod tests {
             id: 2,
             out: up.inp.clone(),
             inp: up.out.clone(),
-            routing_id: Bytes::new(),
+            routing_id: bytes::Bytes::new(),
             meta: None,
         };
         xs.attach(up);

@@ -241,6 +241,15 @@ impl Encoder {
         self.len += data.len();
     }
 
+    /// Encodes a message frame whose body is copied (for small bodies held by value).
+    pub fn encode_small_frame(&mut self, data: &[u8], more: bool) {
+        let flags = if more { FLAG_MORE } else { 0 };
+        self.put_header(flags, data.len());
+        self.room(data.len());
+        self.cur.extend_from_slice(data);
+        self.len += data.len();
+    }
+
     /// Encodes a command frame (flags 0x04, or 0x06 when its body exceeds 255 bytes).
     pub fn encode_command(&mut self, cmd: &Command) {
         let size = cmd.body_len();
