@@ -115,12 +115,24 @@ pub fn decode_frames(data: &[u8]) -> u64 {
     } else {
         Some(FUZZ_MAX_MSG_SIZE)
     };
+    // Bit 6: small message frames go through `decode_small` first, as the engine does.
+    let small = data.first().is_some_and(|b| b & 0x40 != 0);
     let mut decoder = Decoder::new(max);
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     'feed: for chunk in chunks(data) {
         buf.extend_from_slice(chunk);
         loop {
+            if small {
+                let copy = |body: &[u8], more| Frame::Message {
+                    data: Bytes::copy_from_slice(body),
+                    more,
+                };
+                if let Some(frame) = decoder.decode_small(&mut buf, 22, copy) {
+                    frames.push(frame);
+                    continue;
+                }
+            }
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => break,

@@ -380,6 +380,24 @@ struct Conn {
 }
 
 impl Conn {
+    /// Takes a decoded message frame: a message is complete with its last frame, and then
+    /// waits in `pending` (unless the socket discards input).
+    fn message_frame(&mut self, data: MsgFrame, more: bool, discard: bool) {
+        if more {
+            self.frames.push(data);
+            return;
+        }
+        let msg = if self.frames.is_empty() {
+            Msg::One(data)
+        } else {
+            self.frames.push(data);
+            Msg::Many(std::mem::take(&mut self.frames))
+        };
+        if !discard {
+            self.pending.push_back(msg);
+        }
+    }
+
     /// Queues a command, boxed when the connection is encrypted.
     fn send_command(&mut self, cmd: &Command) -> std::result::Result<(), Close> {
         match &mut self.cipher {
@@ -1443,6 +1461,18 @@ impl Engine {
         loop {
             let mut exhausted = false;
             while c.pending.len() < DECODE_BATCH {
+                if c.cipher.is_none() {
+                    // Small frames are copied out whole: no split of the read buffer.
+                    let small = |body: &[u8], more| (MsgFrame::copy_from_slice(body), more);
+                    if let Some((data, more)) =
+                        c.dec
+                            .decode_small(&mut c.rbuf, crate::pattern::frame::INLINE_MAX, small)
+                    {
+                        c.large_frames = false;
+                        c.message_frame(data, more, discard);
+                        continue;
+                    }
+                }
                 let Some(mut frame) = c.dec.decode(&mut c.rbuf).map_err(Close::Proto)? else {
                     exhausted = true;
                     break;
@@ -1461,21 +1491,7 @@ impl Engine {
                     };
                 }
                 match frame {
-                    Frame::Message { data, more } => {
-                        if more {
-                            c.frames.push(data.into());
-                            continue;
-                        }
-                        let msg = if c.frames.is_empty() {
-                            Msg::One(data.into())
-                        } else {
-                            c.frames.push(data.into());
-                            Msg::Many(std::mem::take(&mut c.frames))
-                        };
-                        if !discard {
-                            c.pending.push_back(msg);
-                        }
-                    }
+                    Frame::Message { data, more } => c.message_frame(data.into(), more, discard),
                     Frame::Command(cmd) => match cmd {
                         Command::Ping {
                             context,

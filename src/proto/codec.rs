@@ -133,6 +133,30 @@ impl Decoder {
         }
     }
 
+    /// Takes a whole message frame of at most `max` bytes from the front of `buf` without
+    /// splitting the buffer (no reference count on it): `f` gets the body and the MORE flag,
+    /// then the frame's bytes are consumed. `None`, consuming nothing, for anything else (a
+    /// command, a larger or incomplete frame, a bad header), which [`Decoder::decode`] then
+    /// handles, errors included.
+    pub fn decode_small<T>(
+        &mut self,
+        buf: &mut BytesMut,
+        max: usize,
+        f: impl FnOnce(&[u8], bool) -> T,
+    ) -> Option<T> {
+        let Ok(Some(h)) = self.header(buf) else {
+            return None;
+        };
+        if h.flags & FLAG_COMMAND != 0 || h.size > max {
+            return None;
+        }
+        let total = h.header_len + h.size;
+        let body = buf.get(h.header_len..total)?;
+        let t = f(body, h.flags & FLAG_MORE != 0);
+        buf.advance(total);
+        Some(t)
+    }
+
     /// Decodes one frame from the front of `buf`, consuming exactly its bytes (use split_to so
     /// payloads share the read buffer, zero-copy). Ok(None): need more bytes (may `reserve` in
     /// buf the rest of a large frame, capped, after the size check). Any split of the input
