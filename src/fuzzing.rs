@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use crate::pattern::trie::{MultiTrie, Trie};
 use crate::proto::command::{encode_metadata, parse_metadata};
 use crate::proto::{
-    Authenticator, Command, Decoder, Encoder, Frame, FrameCipher, Greeting, Handshake,
+    Authenticator, Command, Decoded, Decoder, Encoder, Frame, FrameCipher, Greeting, Handshake,
     HandshakeConfig, HandshakeStatus, MechanismConfig, SecurityConfig, ZapReply, ZapRequest,
 };
 use crate::SocketType;
@@ -128,10 +128,12 @@ pub fn decode_frames(data: &[u8]) -> u64 {
                     data: Bytes::copy_from_slice(body),
                     more,
                 };
-                if let Some(frame) = decoder.decode_small(&mut buf, 22, copy) {
-                    frames.push(frame);
-                    continue;
+                match decoder.decode_small(&mut buf, 22, copy) {
+                    Ok(Some(Decoded::Small(frame) | Decoded::Frame(frame))) => frames.push(frame),
+                    Ok(None) => break,
+                    Err(_) => break 'feed,
                 }
+                continue;
             }
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => frames.push(frame),

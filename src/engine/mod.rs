@@ -41,7 +41,7 @@ use crate::options::Options;
 use crate::pattern::frame::Frame as MsgFrame;
 use crate::pattern::{Msg, Notify, Peer, Pipe};
 use crate::proto::{Command, PeerInfo};
-use crate::proto::{Decoder, Encoder, Frame, Handshake, HandshakeConfig, HandshakeStatus};
+use crate::proto::{Decoded, Decoder, Encoder, Frame, Handshake, HandshakeConfig, HandshakeStatus};
 use crate::shared::{MailEvent, SocketShared};
 use crate::SocketType;
 
@@ -1461,21 +1461,25 @@ impl Engine {
         loop {
             let mut exhausted = false;
             while c.pending.len() < DECODE_BATCH {
-                if c.cipher.is_none() {
+                let decoded = if c.cipher.is_none() {
                     // Small frames are copied out whole: no split of the read buffer.
                     let small = |body: &[u8], more| (MsgFrame::copy_from_slice(body), more);
-                    if let Some((data, more)) =
-                        c.dec
-                            .decode_small(&mut c.rbuf, crate::pattern::frame::INLINE_MAX, small)
-                    {
+                    c.dec
+                        .decode_small(&mut c.rbuf, crate::pattern::frame::INLINE_MAX, small)
+                } else {
+                    c.dec.decode(&mut c.rbuf).map(|f| f.map(Decoded::Frame))
+                };
+                let mut frame = match decoded.map_err(Close::Proto)? {
+                    None => {
+                        exhausted = true;
+                        break;
+                    }
+                    Some(Decoded::Small((data, more))) => {
                         c.large_frames = false;
                         c.message_frame(data, more, discard);
                         continue;
                     }
-                }
-                let Some(mut frame) = c.dec.decode(&mut c.rbuf).map_err(Close::Proto)? else {
-                    exhausted = true;
-                    break;
+                    Some(Decoded::Frame(frame)) => frame,
                 };
                 c.large_frames =
                     matches!(&frame, Frame::Message { data, .. } if data.len() >= IN_PLACE_MIN);

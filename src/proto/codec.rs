@@ -133,28 +133,25 @@ impl Decoder {
         }
     }
 
-    /// Takes a whole message frame of at most `max` bytes from the front of `buf` without
-    /// splitting the buffer (no reference count on it): `f` gets the body and the MORE flag,
-    /// then the frame's bytes are consumed. `None`, consuming nothing, for anything else (a
-    /// command, a larger or incomplete frame, a bad header), which [`Decoder::decode`] then
-    /// handles, errors included.
+    /// [`Decoder::decode`], except that a message frame of at most `max` bytes is not split
+    /// off the buffer (no reference count on it): `small` gets its body and MORE flag, and
+    /// its result comes back as [`Decoded::Small`]. Every other frame comes back as
+    /// [`Decoded::Frame`], exactly as `decode` returns it; errors are the same.
     pub fn decode_small<T>(
         &mut self,
         buf: &mut BytesMut,
         max: usize,
-        f: impl FnOnce(&[u8], bool) -> T,
-    ) -> Option<T> {
-        let Ok(Some(h)) = self.header(buf) else {
-            return None;
+        small: impl FnOnce(&[u8], bool) -> T,
+    ) -> Result<Option<Decoded<T>>, ProtoError> {
+        let Some((h, total)) = self.whole_frame(buf)? else {
+            return Ok(None);
         };
-        if h.flags & FLAG_COMMAND != 0 || h.size > max {
-            return None;
+        if h.flags & FLAG_COMMAND == 0 && h.size <= max {
+            let t = small(&buf[h.header_len..total], h.flags & FLAG_MORE != 0);
+            buf.advance(total);
+            return Ok(Some(Decoded::Small(t)));
         }
-        let total = h.header_len + h.size;
-        let body = buf.get(h.header_len..total)?;
-        let t = f(body, h.flags & FLAG_MORE != 0);
-        buf.advance(total);
-        Some(t)
+        Self::split_frame(buf, &h, total).map(|f| Some(Decoded::Frame(f)))
     }
 
     /// Decodes one frame from the front of `buf`, consuming exactly its bytes (use split_to so
@@ -162,6 +159,15 @@ impl Decoder {
     /// buf the rest of a large frame, capped, after the size check). Any split of the input
     /// must work.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtoError> {
+        let Some((h, total)) = self.whole_frame(buf)? else {
+            return Ok(None);
+        };
+        Self::split_frame(buf, &h, total).map(Some)
+    }
+
+    /// The header of the frame at the front of `buf` and the frame's total length, once
+    /// the whole frame is there (else reserves room for the rest, capped).
+    fn whole_frame(&self, buf: &mut BytesMut) -> Result<Option<(Header, usize)>, ProtoError> {
         let Some(h) = self.header(buf)? else {
             return Ok(None);
         };
@@ -171,18 +177,31 @@ impl Decoder {
             buf.reserve(missing.min(MAX_RESERVE));
             return Ok(None);
         }
+        Ok(Some((h, total)))
+    }
+
+    fn split_frame(buf: &mut BytesMut, h: &Header, total: usize) -> Result<Frame, ProtoError> {
         let mut frame = buf.split_to(total);
         frame.advance(h.header_len);
         let body = frame.freeze();
         if h.flags & FLAG_COMMAND != 0 {
-            Ok(Some(Frame::Command(Command::parse(body)?)))
+            Ok(Frame::Command(Command::parse(body)?))
         } else {
-            Ok(Some(Frame::Message {
+            Ok(Frame::Message {
                 data: body,
                 more: h.flags & FLAG_MORE != 0,
-            }))
+            })
         }
     }
+}
+
+/// What [`Decoder::decode_small`] decoded.
+#[derive(Debug)]
+pub enum Decoded<T> {
+    /// A small message frame, as the caller's closure made it.
+    Small(T),
+    /// Any other frame.
+    Frame(Frame),
 }
 
 /// The header of a message frame of `size` bytes (`more`: further frames follow), as the
