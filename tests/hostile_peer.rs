@@ -337,3 +337,71 @@ macro_rules! hostile_suite {
 
 libzmq_instance!(libzmq, hostile_suite, true);
 ferro_instance!(ferro, hostile_suite, false);
+
+/// A subscriber that subscribes without end is cut off once its subscriptions pass
+/// `MAX_SUBSCRIPTION_BYTES` (ferromq's own limit: libzmq has none), and the publisher keeps
+/// serving its other subscribers.
+#[test]
+fn a_subscription_flood_is_cut_off_and_other_subscribers_are_served() {
+    use ferromq::pattern::publ::{subscription_cost, MAX_SUBSCRIPTION_BYTES};
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    run_within(Duration::from_secs(120), || {
+        let ctx = ferromq::Context::new();
+        let publ = ctx.socket(ferromq::PUB).unwrap();
+        publ.set_linger(0).unwrap();
+        publ.bind("tcp://127.0.0.1:*").unwrap();
+        let ep = publ.get_last_endpoint().unwrap().unwrap();
+        let good = ctx.socket(ferromq::SUB).unwrap();
+        good.set_linger(0).unwrap();
+        good.set_rcvtimeo(100).unwrap();
+        good.set_subscribe(b"news").unwrap();
+        good.connect(&ep).unwrap();
+        let served = |tag: &str| {
+            wait_until(Duration::from_secs(10), || {
+                publ.send(tag, 0).unwrap();
+                matches!(good.recv_bytes(0), Ok(m) if m == tag.as_bytes())
+            })
+        };
+        assert!(served("news 1"), "good subscriber never served");
+
+        let mut flood = RawPeer::connect(&ep);
+        flood.null_handshake("SUB");
+        let mut writer = flood.stream.try_clone().unwrap();
+        const TOPIC: usize = 200;
+        let needed = MAX_SUBSCRIPTION_BYTES / subscription_cost(&[0; TOPIC]);
+        let limit = 4 * needed;
+        let flooder = std::thread::spawn(move || {
+            let mut topic = vec![b'x'; TOPIC];
+            for i in 0..limit {
+                topic[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                if writer.write_all(&command("SUBSCRIBE", &topic)).is_err() {
+                    return i;
+                }
+            }
+            limit
+        });
+        // The publisher applies subscriptions when it sends.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !flooder.is_finished() {
+            publ.send("tick", 0).unwrap();
+            assert!(Instant::now() < deadline, "flooder never cut off");
+        }
+        let sent = flooder.join().unwrap();
+        println!("subscriptions written before the cut: {sent} (limit reached at {needed})");
+        assert!(
+            sent >= needed,
+            "cut off after {sent} < {needed} subscriptions"
+        );
+        assert!(sent < limit, "never cut off ({sent} subscriptions taken)");
+        assert!(
+            flood.closed_within(Duration::from_secs(10)),
+            "flooder not closed"
+        );
+        while good.recv_bytes(0).is_ok() {}
+        assert!(
+            served("news 2"),
+            "good subscriber not served after the flood"
+        );
+    });
+}

@@ -11,7 +11,12 @@
 //!   subscriptions and only cancels the last one);
 //! - a message goes, whole, to every peer subscribed to a prefix of its first frame that has
 //!   room; a full peer misses it ([`Dist`]), the others still get it;
-//! - a peer's subscriptions go when it is detached.
+//! - a peer's subscriptions go when it is detached;
+//! - a peer may hold at most [`MAX_SUBSCRIPTION_BYTES`] of subscriptions (each counted by
+//!   [`subscription_cost`], about what it takes in memory): a peer that subscribes past that
+//!   is cut off (its
+//!   pipes are closed, which ends the connection) with a log line, so no subscriber can grow
+//!   the publisher's memory without bound. libzmq has no such limit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,6 +29,24 @@ use super::Frame;
 use super::{Msg, OptError, Pattern, PatternOpt, Peer, RecvError, SendError};
 use crate::metadata::Metadata;
 
+/// The most subscription memory one peer may hold (see the module docs): 16 MiB, e.g.
+/// about 100,000 subscriptions of 16-byte topics.
+pub const MAX_SUBSCRIPTION_BYTES: usize = 16 << 20;
+
+/// What a subscription to `prefix` counts for against [`MAX_SUBSCRIPTION_BYTES`]: its bytes
+/// twice (the peer's set and the trie's label) and 128 for the entries themselves.
+pub fn subscription_cost(prefix: &[u8]) -> usize {
+    2 * prefix.len() + 128
+}
+
+/// One peer's subscriptions.
+#[derive(Debug, Default)]
+struct Own {
+    prefixes: HashSet<Bytes>,
+    /// Sum of prefix lengths plus the overhead of each.
+    bytes: usize,
+}
+
 /// Where the core hands what XPUB passes to its application: subscription notifications
 /// (`[0x01|0x00, prefix...]`) and other messages from subscribers. PUB ignores them.
 pub type Sink<'a> = &'a mut dyn FnMut(Msg, Option<Arc<Metadata>>);
@@ -34,7 +57,7 @@ pub struct PubCore {
     dist: Dist,
     subs: MultiTrie<u64>,
     /// Each peer's prefixes, to make subscriptions per peer a set (see the module docs).
-    own: HashMap<u64, HashSet<Bytes>>,
+    own: HashMap<u64, Own>,
     verbose: bool,
     welcome: Option<Bytes>,
     /// `can_send` has just applied subscriptions: `send` need not do it again.
@@ -117,16 +140,33 @@ impl PubCore {
                 continue;
             };
             let prefix = Bytes::copy_from_slice(&frame[1..]);
+            let cost = subscription_cost(&prefix);
             let own = self.own.entry(id).or_default();
             let notify = match kind {
+                1 if own.prefixes.contains(&prefix) => self.verbose,
+                1 if own.bytes + cost > MAX_SUBSCRIPTION_BYTES => {
+                    log::warn!(
+                        "subscriber {id} cut off: its subscriptions exceed {MAX_SUBSCRIPTION_BYTES} bytes"
+                    );
+                    if let Some(peer) = self.dist.peer(id) {
+                        peer.out.close_and_clear();
+                        peer.inp.close_and_clear();
+                    }
+                    return;
+                }
                 1 => {
-                    let first = own.insert(prefix.clone()) && self.subs.add(&prefix, id);
-                    first || self.verbose
+                    own.bytes += cost;
+                    own.prefixes.insert(prefix.clone());
+                    self.subs.add(&prefix, id) || self.verbose
                 }
                 0 => {
                     // libzmq tells the application unless other peers remain subscribed,
                     // including when this peer was not subscribed at all.
-                    !own.remove(&prefix) || self.subs.remove(&prefix, id)
+                    let had = own.prefixes.remove(&prefix);
+                    if had {
+                        own.bytes -= cost;
+                    }
+                    !had || self.subs.remove(&prefix, id)
                 }
                 _ => continue,
             };
