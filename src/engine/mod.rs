@@ -373,7 +373,9 @@ struct Conn {
     /// SUB/XSUB: a subscription copy was taken from the outbound pipe; nothing more is
     /// encoded from it until the engine has applied the commands sent before that copy
     /// (see [`Engine::subscription`]), so a subscription never arrives after data the
-    /// application sent after it.
+    /// application sent after it. It may arrive before data the application sent before it
+    /// (the engine applies commands as soon as it sees them), which only makes a publisher
+    /// act on it sooner.
     barrier: bool,
     /// The rest of the batch popped with that copy, encoded once the barrier lifts.
     held: Vec<Msg>,
