@@ -135,6 +135,13 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
+/// The writer's side of a pipe (see [`Pipe`]).
+struct WriterSide {
+    lock: Mutex<State>,
+    /// `State::pushed`, readable without the lock (see [`Pipe::maybe_readable`]).
+    pushed: AtomicU64,
+}
+
 /// The reader's side of a pipe (see [`Pipe`]).
 #[derive(Default)]
 struct ReaderSide {
@@ -150,7 +157,7 @@ struct ReaderSide {
 /// writer queued in one swap under the shared lock, so the two threads meet once per batch,
 /// not once per message.
 pub struct Pipe {
-    state: Padded<Mutex<State>>,
+    state: Padded<WriterSide>,
     rd: Padded<ReaderSide>,
     /// Set (under the state lock) when the writer waits for room; lets the reader skip the
     /// state lock on its pops until then.
@@ -184,14 +191,17 @@ impl Pipe {
     /// on the edges described in the module docs.
     pub fn new(hwm: usize, reader: Arc<dyn Notify>, writer: Arc<dyn Notify>) -> Pipe {
         Pipe {
-            state: Padded(Mutex::new(State {
-                queue: VecDeque::new(),
-                reader_waiting: true,
-                writer_waiting: false,
-                closed: false,
-                pushed: 0,
-                seen_popped: 0,
-            })),
+            state: Padded(WriterSide {
+                lock: Mutex::new(State {
+                    queue: VecDeque::new(),
+                    reader_waiting: true,
+                    writer_waiting: false,
+                    closed: false,
+                    pushed: 0,
+                    seen_popped: 0,
+                }),
+                pushed: AtomicU64::new(0),
+            }),
             rd: Padded::default(),
             writer_waits: AtomicBool::new(false),
             hwm,
@@ -230,7 +240,7 @@ impl Pipe {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        relock(&self.state)
+        relock(&self.state.lock)
     }
 
     /// The high-water mark (0 = unlimited).
@@ -279,6 +289,7 @@ impl Pipe {
             }
             st.queue.push_back(msg);
             st.pushed += 1;
+            self.state.pushed.store(st.pushed, Ordering::Release);
             std::mem::take(&mut st.reader_waiting)
         };
         if wake {
@@ -309,6 +320,7 @@ impl Pipe {
                     n += 1;
                 }
             }
+            self.state.pushed.store(st.pushed, Ordering::Release);
             (n, n > 0 && std::mem::take(&mut st.reader_waiting))
         };
         if wake {
@@ -326,6 +338,7 @@ impl Pipe {
             }
             st.queue.push_back(msg);
             st.pushed += 1;
+            self.state.pushed.store(st.pushed, Ordering::Release);
             std::mem::take(&mut st.reader_waiting)
         };
         if wake {
@@ -423,6 +436,14 @@ impl Pipe {
     pub fn is_readable(&self) -> bool {
         let mut batch = relock(&self.rd.batch);
         !batch.is_empty() || self.refill(&mut batch)
+    }
+
+    /// True if a message may be queued; false only if none is, as far as this thread can
+    /// tell without a lock. Unlike [`Pipe::is_readable`] it takes no lock and does not arm
+    /// the reader's wake-up, so a reader that may sleep must not rely on it (PUB checks its
+    /// peers' subscriptions with it on every send).
+    pub fn maybe_readable(&self) -> bool {
+        self.state.pushed.load(Ordering::Acquire) != self.rd.popped.load(Ordering::Acquire)
     }
 
     /// Number of queued messages.
