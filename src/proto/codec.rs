@@ -272,19 +272,18 @@ impl Encoder {
     /// (0x02/0x03, u64 big-endian size) above. Payloads of [`ZERO_COPY_THRESHOLD`] bytes or
     /// more are queued by reference; smaller ones are copied into the current chunk.
     pub fn encode_frame(&mut self, data: &Bytes, more: bool) {
+        if data.len() < ZERO_COPY_THRESHOLD {
+            return self.encode_small_frame(data, more);
+        }
         let flags = if more { FLAG_MORE } else { 0 };
         self.put_header(flags, data.len());
-        if data.len() >= ZERO_COPY_THRESHOLD {
-            self.seal();
-            self.queue.push_back(data.clone());
-        } else {
-            self.room(data.len());
-            self.cur.extend_from_slice(data);
-        }
+        self.seal();
+        self.queue.push_back(data.clone());
         self.len += data.len();
     }
 
-    /// Encodes a message frame whose body is copied (for small bodies held by value).
+    /// Encodes a message frame whose body is copied into the buffer (small bodies, or ones
+    /// held by value); [`Encoder::encode_frame`] uses it below `ZERO_COPY_THRESHOLD`.
     pub fn encode_small_frame(&mut self, data: &[u8], more: bool) {
         let flags = if more { FLAG_MORE } else { 0 };
         self.put_header(flags, data.len());
