@@ -103,8 +103,9 @@ impl Message {
 
     /// A message holding a copy of `data`.
     ///
-    /// Payloads up to [`CHUNK_COPY_MAX`] bytes are copied into a per-thread chunk shared
-    /// by many messages instead of an allocation each: the sending thread allocates
+    /// Payloads up to [`crate::pattern::frame::INLINE_MAX`] bytes are held inside the
+    /// message; larger ones up to [`CHUNK_COPY_MAX`] bytes are copied into a per-thread chunk
+    /// shared by many messages instead of an allocation each: the sending thread allocates
     /// once per chunk, and the thread that drops the message (often the I/O thread) only
     /// decrements a count instead of freeing memory allocated by another thread.
     pub fn from_slice(data: &[u8]) -> Message {

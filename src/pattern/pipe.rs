@@ -114,8 +114,6 @@ struct State {
     writer_waiting: bool,
     /// The writer will push no more (peer gone); the reader drains what is left.
     closed: bool,
-    /// Messages ever pushed (the pipe holds `pushed - popped`).
-    pushed: u64,
     /// The writer's last reading of [`ReaderSide::popped`]: at most the true count, so the
     /// HWM check on it can only err towards full, and is redone with a fresh reading then.
     /// The writer reads the reader's cache line only near the HWM, not on every push.
@@ -138,7 +136,8 @@ impl<T> std::ops::Deref for Padded<T> {
 /// The writer's side of a pipe (see [`Pipe`]).
 struct WriterSide {
     lock: Mutex<State>,
-    /// `State::pushed`, readable without the lock (see [`Pipe::maybe_readable`]).
+    /// Messages ever pushed (the pipe holds `pushed - popped`); changed only under `lock`,
+    /// read without it by [`Pipe::maybe_readable`].
     pushed: AtomicU64,
 }
 
@@ -197,7 +196,6 @@ impl Pipe {
                     reader_waiting: true,
                     writer_waiting: false,
                     closed: false,
-                    pushed: 0,
                     seen_popped: 0,
                 }),
                 pushed: AtomicU64::new(0),
@@ -227,7 +225,7 @@ impl Pipe {
         };
         let idle = || {
             let st = self.lock();
-            !st.closed && st.pushed == self.rd.popped.load(Ordering::Acquire)
+            !st.closed && self.pushed() == self.rd.popped.load(Ordering::Acquire)
         };
         match sink.try_send(msg, &idle) {
             DirectOutcome::Sent => Ok(()),
@@ -249,11 +247,24 @@ impl Pipe {
     }
 
     fn full(&self, st: &mut State) -> bool {
-        if self.hwm == 0 || st.pushed - st.seen_popped < self.hwm as u64 {
+        let pushed = self.pushed();
+        if self.hwm == 0 || pushed - st.seen_popped < self.hwm as u64 {
             return false;
         }
         st.seen_popped = self.rd.popped.load(Ordering::Acquire);
-        st.pushed - st.seen_popped >= self.hwm as u64
+        pushed - st.seen_popped >= self.hwm as u64
+    }
+
+    /// Messages ever pushed (exact under the state lock: only the writer changes it, there).
+    fn pushed(&self) -> u64 {
+        self.state.pushed.load(Ordering::Acquire)
+    }
+
+    /// Appends `msg` to the queue and counts it (under the state lock).
+    fn enqueue(&self, st: &mut State, msg: Msg) {
+        st.queue.push_back(msg);
+        let p = self.state.pushed.load(Ordering::Relaxed);
+        self.state.pushed.store(p + 1, Ordering::Release);
     }
 
     /// Counts `n` messages taken by the reader (under the batch lock: one writer).
@@ -287,9 +298,7 @@ impl Pipe {
                 self.mark_writer_waiting(&mut st);
                 return Err(msg);
             }
-            st.queue.push_back(msg);
-            st.pushed += 1;
-            self.state.pushed.store(st.pushed, Ordering::Release);
+            self.enqueue(&mut st, msg);
             std::mem::take(&mut st.reader_waiting)
         };
         if wake {
@@ -315,12 +324,10 @@ impl Pipe {
                     break;
                 }
                 if let Some(m) = msgs.pop_front() {
-                    st.queue.push_back(m);
-                    st.pushed += 1;
+                    self.enqueue(&mut st, m);
                     n += 1;
                 }
             }
-            self.state.pushed.store(st.pushed, Ordering::Release);
             (n, n > 0 && std::mem::take(&mut st.reader_waiting))
         };
         if wake {
@@ -336,9 +343,7 @@ impl Pipe {
             if st.closed {
                 return;
             }
-            st.queue.push_back(msg);
-            st.pushed += 1;
-            self.state.pushed.store(st.pushed, Ordering::Release);
+            self.enqueue(&mut st, msg);
             std::mem::take(&mut st.reader_waiting)
         };
         if wake {
@@ -443,13 +448,14 @@ impl Pipe {
     /// the reader's wake-up, so a reader that may sleep must not rely on it (PUB checks its
     /// peers' subscriptions with it on every send).
     pub fn maybe_readable(&self) -> bool {
-        self.state.pushed.load(Ordering::Acquire) != self.rd.popped.load(Ordering::Acquire)
+        self.pushed() != self.rd.popped.load(Ordering::Acquire)
     }
 
     /// Number of queued messages.
     pub fn len(&self) -> usize {
-        let st = self.lock();
-        (st.pushed - self.rd.popped.load(Ordering::Acquire)) as usize
+        // Under the lock the push count cannot move, so it is never below the pop count.
+        let _state = self.lock();
+        (self.pushed() - self.rd.popped.load(Ordering::Acquire)) as usize
     }
 
     /// True if no message is queued.
@@ -496,7 +502,7 @@ impl Pipe {
     /// True once closed and fully drained.
     pub fn is_done(&self) -> bool {
         let st = self.lock();
-        st.closed && st.pushed == self.rd.popped.load(Ordering::Acquire)
+        st.closed && self.pushed() == self.rd.popped.load(Ordering::Acquire)
     }
 }
 
