@@ -14,9 +14,8 @@
 //! - a peer's subscriptions go when it is detached;
 //! - a peer may hold at most [`MAX_SUBSCRIPTION_BYTES`] of subscriptions (each counted by
 //!   [`subscription_cost`], about what it takes in memory): a peer that subscribes past that
-//!   is cut off (its
-//!   pipes are closed, which ends the connection) with a log line, so no subscriber can grow
-//!   the publisher's memory without bound. libzmq has no such limit.
+//!   is cut off (its pipes are closed, which ends the connection) with a log line, so no
+//!   subscriber can grow the publisher's memory without bound. libzmq has no such limit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -43,7 +42,7 @@ pub fn subscription_cost(prefix: &[u8]) -> usize {
 #[derive(Debug, Default)]
 struct Own {
     prefixes: HashSet<Bytes>,
-    /// Sum of prefix lengths plus the overhead of each.
+    /// Sum of [`subscription_cost`] over `prefixes`.
     bytes: usize,
 }
 
@@ -149,11 +148,11 @@ impl PubCore {
             let Some(&kind) = frame.first() else {
                 continue;
             };
-            let prefix = Bytes::copy_from_slice(&frame[1..]);
-            let cost = subscription_cost(&prefix);
+            let prefix = &frame[1..];
+            let cost = subscription_cost(prefix);
             let own = self.own.entry(id).or_default();
             let notify = match kind {
-                1 if own.prefixes.contains(&prefix) => self.verbose,
+                1 if own.prefixes.contains(prefix) => self.verbose,
                 1 if own.bytes + cost > MAX_SUBSCRIPTION_BYTES => {
                     log::warn!(
                         "subscriber {id} cut off: its subscriptions exceed {MAX_SUBSCRIPTION_BYTES} bytes"
@@ -166,17 +165,17 @@ impl PubCore {
                 }
                 1 => {
                     own.bytes += cost;
-                    own.prefixes.insert(prefix.clone());
-                    self.subs.add(&prefix, id) || self.verbose
+                    own.prefixes.insert(Bytes::copy_from_slice(prefix));
+                    self.subs.add(prefix, id) || self.verbose
                 }
                 0 => {
                     // libzmq tells the application unless other peers remain subscribed,
                     // including when this peer was not subscribed at all.
-                    let had = own.prefixes.remove(&prefix);
+                    let had = own.prefixes.remove(prefix);
                     if had {
                         own.bytes -= cost;
                     }
-                    !had || self.subs.remove(&prefix, id)
+                    !had || self.subs.remove(prefix, id)
                 }
                 _ => continue,
             };
