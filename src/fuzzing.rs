@@ -23,7 +23,8 @@ use crate::pattern::trie::{MultiTrie, Trie};
 use crate::proto::command::{encode_metadata, parse_metadata};
 use crate::proto::{
     Authenticator, Command, Decoded, Decoder, Encoder, Frame, FrameCipher, Greeting, Handshake,
-    HandshakeConfig, HandshakeStatus, MechanismConfig, SecurityConfig, ZapReply, ZapRequest,
+    HandshakeConfig, HandshakeStatus, LargeBody, MechanismConfig, SecurityConfig, ZapReply,
+    ZapRequest,
 };
 use crate::SocketType;
 
@@ -107,6 +108,11 @@ fn cut<'a>(sizes: &[usize], payload: &'a [u8]) -> Vec<&'a [u8]> {
 /// decoder reports an error or the input is exhausted. Then encodes the decoded frames again
 /// and checks they decode to the same frames (the codec round trip).
 ///
+/// Bit 6 of the first byte: small message frames go through `decode_small` first, as the
+/// engine does; bit 5 with it: so do large ones from 32 bytes (the engine: 16 KiB), whose
+/// bodies are then filled from the following input as the engine reads into them. In those
+/// modes the frames must equal what plain `decode` gives for the same chunks.
+///
 /// Returns the size of the re-encoded frames.
 pub fn decode_frames(data: &[u8]) -> u64 {
     let unlimited = data.first().is_some_and(|b| b & 0x80 != 0);
@@ -115,12 +121,40 @@ pub fn decode_frames(data: &[u8]) -> u64 {
     } else {
         Some(FUZZ_MAX_MSG_SIZE)
     };
-    // Bit 6: small message frames go through `decode_small` first, as the engine does.
     let small = data.first().is_some_and(|b| b & 0x40 != 0);
+    let large_min = if data.first().is_some_and(|b| b & 0x20 != 0) {
+        32
+    } else {
+        usize::MAX
+    };
+    let frames = decode_chunks(data, max, small, large_min);
+    if small {
+        let plain = decode_chunks(data, max, false, usize::MAX);
+        assert_eq!(frames, plain, "decode_small differs from decode");
+    }
+    check_reencoding(&frames, max)
+}
+
+fn decode_chunks(data: &[u8], max: Option<u64>, small: bool, large_min: usize) -> Vec<Frame> {
     let mut decoder = Decoder::new(max);
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
-    'feed: for chunk in chunks(data) {
+    let mut large: Option<LargeBody> = None;
+    'feed: for mut chunk in chunks(data) {
+        if let Some(body) = &mut large {
+            let dst = body.unfilled();
+            let n = dst.len().min(chunk.len());
+            dst[..n].copy_from_slice(&chunk[..n]);
+            body.advance(n);
+            chunk = &chunk[n..];
+            if !body.is_complete() {
+                continue;
+            }
+            if let Some(body) = large.take() {
+                let (data, more) = body.into_message();
+                frames.push(Frame::Message { data, more });
+            }
+        }
         buf.extend_from_slice(chunk);
         loop {
             if small {
@@ -128,8 +162,13 @@ pub fn decode_frames(data: &[u8]) -> u64 {
                     data: Bytes::copy_from_slice(body),
                     more,
                 };
-                match decoder.decode_small(&mut buf, 22, copy) {
+                match decoder.decode_small(&mut buf, 22, large_min, copy) {
                     Ok(Some(Decoded::Small(frame) | Decoded::Frame(frame))) => frames.push(frame),
+                    Ok(Some(Decoded::Large(body))) => {
+                        assert!(buf.is_empty(), "a large body takes the whole buffer");
+                        large = Some(body);
+                        break;
+                    }
                     Ok(None) => break,
                     Err(_) => break 'feed,
                 }
@@ -142,7 +181,7 @@ pub fn decode_frames(data: &[u8]) -> u64 {
             }
         }
     }
-    check_reencoding(&frames, max)
+    frames
 }
 
 /// Encodes `frames` again and checks that they decode to the same frames; returns the

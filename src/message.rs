@@ -34,7 +34,8 @@ thread_local! {
 }
 
 /// A copy of `data` as [`Bytes`]; copies up to [`CHUNK_COPY_MAX`] bytes share a per-thread
-/// chunk (2 KiB for up to 64 bytes, 32 KiB above).
+/// chunk (2 KiB for up to 64 bytes, 32 KiB above); copies of 16 KiB to 1 MiB reuse pooled
+/// buffers ([`crate::bufpool`]).
 ///
 /// Measured (`cargo bench --bench compare`, PUSH/PULL 1 KiB): one allocation per message,
 /// freed by the receiving thread, made glibc's allocator a point of contention between the
@@ -44,7 +45,9 @@ pub(crate) fn copy_bytes(data: &[u8]) -> Bytes {
         0 => return Bytes::new(),
         1..=SMALL_COPY_MAX => (&SMALL, SMALL_CHUNK),
         n if n <= CHUNK_COPY_MAX => (&MID, MID_CHUNK),
-        _ => return Bytes::copy_from_slice(data),
+        n if n < crate::bufpool::MIN => return Bytes::copy_from_slice(data),
+        // Large copies reuse the memory of earlier ones (see `bufpool`).
+        _ => return crate::bufpool::copy(data).unwrap_or_else(|| Bytes::copy_from_slice(data)),
     };
     tier.try_with(|chunk| {
         let mut chunk = chunk.borrow_mut();

@@ -41,7 +41,9 @@ use crate::options::Options;
 use crate::pattern::frame::Frame as MsgFrame;
 use crate::pattern::{Msg, Notify, Peer, Pipe};
 use crate::proto::{Command, PeerInfo};
-use crate::proto::{Decoded, Decoder, Encoder, Frame, Handshake, HandshakeConfig, HandshakeStatus};
+use crate::proto::{
+    Decoded, Decoder, Encoder, Frame, Handshake, HandshakeConfig, HandshakeStatus, LargeBody,
+};
 use crate::shared::{MailEvent, SocketShared};
 use crate::SocketType;
 
@@ -353,6 +355,9 @@ struct Conn {
     large_frames: bool,
     /// Bytes returned by the last in-place read (sizes the next one's zero-filled room).
     read_hint: usize,
+    /// A large frame whose body is being read straight into a pooled buffer (see
+    /// `Decoder::decode_small`); nothing behind it is in `rbuf` until it is complete.
+    large: Option<LargeBody>,
     enc: Encoder,
     dec: Decoder,
     frames: Vec<MsgFrame>,
@@ -1148,6 +1153,7 @@ impl Engine {
             rbuf: BytesMut::new(),
             large_frames: false,
             read_hint: READ_CHUNK,
+            large: None,
             enc: Encoder::new(),
             dec: Decoder::new(opts.max_msg_size()),
             frames: Vec::new(),
@@ -1381,6 +1387,20 @@ impl Engine {
             // (a long header is 9 bytes), so that the body lands in place too: one more
             // syscall per frame instead of copying the frame once or twice.
             let active = matches!(c.state, ConnState::Active);
+            if let Some(large) = &mut c.large {
+                // The body of a large frame: straight into its pooled buffer, no zero-fill.
+                match c.stream.read(large.unfilled()) {
+                    Ok(0) => return Err(Close::Eof),
+                    Ok(n) => {
+                        large.advance(n);
+                        c.last_rx = Instant::now();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Close::Io(e)),
+                }
+                continue;
+            }
             let want = match c.dec.front_frame(&c.rbuf) {
                 Some((total, missing)) if active && total >= IN_PLACE_MIN => {
                     missing.min(4 * READ_CHUNK)
@@ -1463,11 +1483,26 @@ impl Engine {
         loop {
             let mut exhausted = false;
             while c.pending.len() < DECODE_BATCH {
+                if let Some(large) = c.large.take_if(|l| l.is_complete()) {
+                    c.large_frames = true;
+                    let (data, more) = large.into_message();
+                    c.message_frame(data.into(), more, discard);
+                    continue;
+                }
+                if c.large.is_some() {
+                    exhausted = true;
+                    break;
+                }
                 let decoded = if c.cipher.is_none() {
-                    // Small frames are copied out whole: no split of the read buffer.
+                    // Small frames are copied out whole: no split of the read buffer; large
+                    // ones are read into a pooled buffer.
                     let small = |body: &[u8], more| (MsgFrame::copy_from_slice(body), more);
-                    c.dec
-                        .decode_small(&mut c.rbuf, crate::pattern::frame::INLINE_MAX, small)
+                    c.dec.decode_small(
+                        &mut c.rbuf,
+                        crate::pattern::frame::INLINE_MAX,
+                        IN_PLACE_MIN,
+                        small,
+                    )
                 } else {
                     c.dec.decode(&mut c.rbuf).map(|f| f.map(Decoded::Frame))
                 };
@@ -1479,6 +1514,10 @@ impl Engine {
                     Some(Decoded::Small((data, more))) => {
                         c.large_frames = false;
                         c.message_frame(data, more, discard);
+                        continue;
+                    }
+                    Some(Decoded::Large(large)) => {
+                        c.large = Some(large);
                         continue;
                     }
                     Some(Decoded::Frame(frame)) => frame,

@@ -135,18 +135,41 @@ impl Decoder {
 
     /// [`Decoder::decode`], except that a message frame of at most `max` bytes is not split
     /// off the buffer (no reference count on it): `small` gets its body and MORE flag, and
-    /// its result comes back as [`Decoded::Small`]. Every other frame comes back as
+    /// its result comes back as [`Decoded::Small`]; and the body of an incomplete message
+    /// frame of `large_min` bytes or more (up to 1 MiB) moves to a pooled buffer that the
+    /// caller fills by reading straight into it ([`Decoded::Large`]): the header and the
+    /// body bytes already in `buf` are consumed. Every other frame comes back as
     /// [`Decoded::Frame`], exactly as `decode` returns it; errors are the same.
     pub fn decode_small<T>(
         &mut self,
         buf: &mut BytesMut,
         max: usize,
+        large_min: usize,
         small: impl FnOnce(&[u8], bool) -> T,
     ) -> Result<Option<Decoded<T>>, ProtoError> {
-        let Some((h, total)) = self.whole_frame(buf)? else {
+        let Some(h) = self.header(buf)? else {
             return Ok(None);
         };
-        if h.flags & FLAG_COMMAND == 0 && h.size <= max {
+        let total = h.header_len.saturating_add(h.size);
+        let message = h.flags & FLAG_COMMAND == 0;
+        if buf.len() < total {
+            if message && h.size >= large_min {
+                if let Some(mut body) = crate::bufpool::take(h.size) {
+                    buf.advance(h.header_len);
+                    let have = buf.len();
+                    body.as_mut_slice()[..have].copy_from_slice(buf);
+                    buf.clear();
+                    return Ok(Some(Decoded::Large(LargeBody {
+                        body,
+                        filled: have,
+                        more: h.flags & FLAG_MORE != 0,
+                    })));
+                }
+            }
+            buf.reserve((total - buf.len()).min(MAX_RESERVE));
+            return Ok(None);
+        }
+        if message && h.size <= max {
             let t = small(&buf[h.header_len..total], h.flags & FLAG_MORE != 0);
             buf.advance(total);
             return Ok(Some(Decoded::Small(t)));
@@ -202,6 +225,43 @@ pub enum Decoded<T> {
     Small(T),
     /// Any other frame.
     Frame(Frame),
+    /// The start of a large message frame whose body the caller reads in place.
+    Large(LargeBody),
+}
+
+/// The body of a large message frame, read straight into a pooled buffer (see
+/// [`Decoder::decode_small`]): fill [`LargeBody::unfilled`], report with
+/// [`LargeBody::advance`], and take the frame with [`LargeBody::into_message`] once
+/// [`LargeBody::is_complete`]. Nothing else of the stream may be decoded before it.
+#[derive(Debug)]
+pub struct LargeBody {
+    body: crate::bufpool::PooledBuf,
+    filled: usize,
+    more: bool,
+}
+
+impl LargeBody {
+    /// The part of the body still to be read.
+    pub fn unfilled(&mut self) -> &mut [u8] {
+        let filled = self.filled;
+        &mut self.body.as_mut_slice()[filled..]
+    }
+
+    /// Records that `n` more bytes of [`LargeBody::unfilled`] were filled.
+    pub fn advance(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.body.as_ref().len());
+    }
+
+    /// True once the whole body is there.
+    pub fn is_complete(&self) -> bool {
+        self.filled == self.body.as_ref().len()
+    }
+
+    /// The finished frame's body and MORE flag (call once complete).
+    pub fn into_message(self) -> (Bytes, bool) {
+        debug_assert!(self.is_complete());
+        (self.body.freeze(), self.more)
+    }
 }
 
 /// The header of a message frame of `size` bytes (`more`: further frames follow), as the
@@ -849,5 +909,98 @@ mod tests {
             let mut dec = Decoder::new(Some(1 << 20));
             while let Ok(Some(_)) = dec.decode(&mut buf) {}
         }
+    }
+
+    /// Decodes `chunks` as the engine does: small frames copied, large bodies read in place
+    /// (the following chunks filling them).
+    fn decode_engine_way(chunks: &[&[u8]], large_min: usize) -> Vec<Frame> {
+        let mut dec = Decoder::new(None);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut large: Option<LargeBody> = None;
+        for c in chunks {
+            let mut c = *c;
+            if let Some(body) = &mut large {
+                let dst = body.unfilled();
+                let n = dst.len().min(c.len());
+                dst[..n].copy_from_slice(&c[..n]);
+                body.advance(n);
+                c = &c[n..];
+                if !body.is_complete() {
+                    assert!(c.is_empty());
+                    continue;
+                }
+                let (data, more) = large.take().unwrap().into_message();
+                out.push(Frame::Message { data, more });
+            }
+            buf.extend_from_slice(c);
+            loop {
+                let small = |body: &[u8], more| msg(body, more);
+                match dec.decode_small(&mut buf, 22, large_min, small).unwrap() {
+                    Some(Decoded::Small(f) | Decoded::Frame(f)) => out.push(f),
+                    Some(Decoded::Large(body)) => {
+                        assert!(buf.is_empty(), "the body takes the rest of the buffer");
+                        large = Some(body);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        assert!(large.is_none() && buf.is_empty(), "left over");
+        out
+    }
+
+    #[test]
+    fn large_bodies_read_in_place_decode_like_split_frames() {
+        // 20 KiB (a 32 KiB pooled buffer, so stale bytes past the end must not show), a small
+        // frame, a command, 16 KiB exactly, then a large frame with MORE and a 3-byte one.
+        let big: Vec<u8> = (0..20 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let edge = vec![0xAB; 16 * 1024];
+        let mut enc = Encoder::new();
+        enc.encode_frame(&Bytes::from(big.clone()), false);
+        enc.encode_frame(&Bytes::from_static(b"hi"), true);
+        enc.encode_command(&Command::Ping {
+            ttl_deciseconds: 0,
+            context: Bytes::new(),
+        });
+        enc.encode_frame(&Bytes::from(edge.clone()), false);
+        enc.encode_frame(&Bytes::from(big.clone()), true);
+        enc.encode_frame(&Bytes::from_static(b"end"), false);
+        let wire = encoded(&enc);
+        let expected = decode_all_ways(&wire, None).unwrap();
+        assert_eq!(expected.len(), 6);
+        let mut rng = XorShift(7);
+        for max_chunk in [1, 9, 1000, 30_000, wire.len()] {
+            for _ in 0..3 {
+                let chunks = rng.chunks(&wire, max_chunk.max(1));
+                assert_eq!(
+                    decode_engine_way(&chunks, 16 * 1024),
+                    expected,
+                    "{max_chunk}"
+                );
+            }
+        }
+        // Off: every frame is split from the buffer as `decode` does.
+        let chunks = rng.chunks(&wire, 1000);
+        assert_eq!(decode_engine_way(&chunks, usize::MAX), expected);
+    }
+
+    #[test]
+    fn a_large_body_starts_only_after_its_header_is_checked() {
+        // Over MAXMSGSIZE: an error, no body taken.
+        let mut buf = BytesMut::from(&[0x02, 0, 0, 0, 0, 0, 0, 0x80, 0][..]);
+        let r = Decoder::new(Some(1024)).decode_small(&mut buf, 22, 16, |_, _| ());
+        assert!(matches!(r, Err(ProtoError::MessageTooLarge { .. })));
+        // A large command frame is never read in place.
+        let mut buf = BytesMut::from(&[0x06, 0, 0, 0, 0, 0, 0, 0x80, 0, 4][..]);
+        let r = Decoder::new(None).decode_small(&mut buf, 22, 16, |_, _| ());
+        assert!(matches!(r, Ok(None)));
+        assert_eq!(buf.len(), 10, "the command stays in the buffer");
+        // Above the pool's largest class: reserved in the buffer as before.
+        let mut buf = BytesMut::from(&[0x02, 0, 0, 0, 0, 0, 0x20, 0, 0, 4][..]);
+        let r = Decoder::new(None).decode_small(&mut buf, 22, 16, |_, _| ());
+        assert!(matches!(r, Ok(None)));
+        assert_eq!(buf.len(), 10);
     }
 }

@@ -20,7 +20,7 @@ pub mod mechanism;
 pub mod plain;
 pub mod zap;
 
-pub use codec::{Decoded, Decoder, Encoder, Frame};
+pub use codec::{Decoded, Decoder, Encoder, Frame, LargeBody};
 pub use command::Command;
 pub use curve::FrameCipher;
 pub use greeting::Greeting;
