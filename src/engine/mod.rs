@@ -355,6 +355,9 @@ struct Conn {
     large_frames: bool,
     /// Bytes returned by the last in-place read (sizes the next one's zero-filled room).
     read_hint: usize,
+    /// An event reported the peer's side closed (or an error): read until EOF from now on,
+    /// instead of stopping at a short read.
+    hup: bool,
     /// A large frame whose body is being read straight into a pooled buffer (see
     /// `Decoder::decode_small`); nothing behind it is in `rbuf` until it is complete.
     large: Option<LargeBody>,
@@ -617,7 +620,8 @@ impl Engine {
             for ev in events.iter() {
                 let tok = ev.token();
                 if tok != WAKER {
-                    self.io_event(tok.0);
+                    let hup = ev.is_read_closed() || ev.is_error();
+                    self.io_event(tok.0, hup);
                 }
             }
             self.fire_timers();
@@ -1154,6 +1158,7 @@ impl Engine {
             large_frames: false,
             read_hint: READ_CHUNK,
             large: None,
+            hup: false,
             enc: Encoder::new(),
             dec: Decoder::new(opts.max_msg_size()),
             frames: Vec::new(),
@@ -1300,10 +1305,12 @@ impl Engine {
         self.drive(tok, true);
     }
 
-    fn io_event(&mut self, tok: usize) {
-        match self.io.get(tok) {
+    /// `hup`: the event says the peer closed its side (or the socket has an error).
+    fn io_event(&mut self, tok: usize, hup: bool) {
+        match self.io.get_mut(tok) {
             Some(Io::Listener(_)) => self.accept(tok),
             Some(Io::Conn(c)) => {
+                c.hup |= hup;
                 if matches!(c.state, ConnState::Connecting) {
                     match c.stream.connect_result() {
                         Ok(true) => {
@@ -1369,12 +1376,23 @@ impl Engine {
     }
 
     fn read_input(&mut self, tok: usize) -> std::result::Result<(), Close> {
+        // A read that returned less than asked emptied the socket's receive queue, and data
+        // arriving after it raises a new edge (Linux epoll, edge-triggered): no read is
+        // needed to see it would block, saving a syscall per wake-up (two per REQ/REP round
+        // trip). Not once the peer's side closed: its FIN raised no edge of its own.
+        let mut drained = false;
         loop {
             self.process_input(tok)?;
             let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
                 return Ok(());
             };
             if c.paused {
+                return Ok(());
+            }
+            if drained {
+                if c.rbuf.is_empty() {
+                    c.rbuf = BytesMut::new();
+                }
                 return Ok(());
             }
             // Small reads go through one engine-wide scratch buffer (zeroed once) and are
@@ -1389,9 +1407,11 @@ impl Engine {
             let active = matches!(c.state, ConnState::Active);
             if let Some(large) = &mut c.large {
                 // The body of a large frame: straight into its pooled buffer, no zero-fill.
+                let asked = large.unfilled().len();
                 match c.stream.read(large.unfilled()) {
                     Ok(0) => return Err(Close::Eof),
                     Ok(n) => {
+                        drained = n < asked && !c.hup;
                         large.advance(n);
                         c.last_rx = Instant::now();
                     }
@@ -1427,14 +1447,17 @@ impl Engine {
                 if n > 0 {
                     c.read_hint = n;
                 }
+                drained = n < room;
                 r
             } else {
                 let r = c.stream.read(&mut self.read_buf[..limit]);
                 if let Ok(n) = r {
                     c.rbuf.extend_from_slice(&self.read_buf[..n]);
+                    drained = n < limit;
                 }
                 r
             };
+            drained &= !c.hup;
             match res {
                 Ok(0) => return Err(Close::Eof),
                 Ok(_) => c.last_rx = Instant::now(),
