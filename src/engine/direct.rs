@@ -22,6 +22,7 @@
 //! Closing the connection drops the duplicate descriptor (see `Engine::drop_conn`).
 
 use std::io::{IoSlice, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::BytesMut;
@@ -38,12 +39,15 @@ pub(crate) struct DwState {
     /// The I/O thread has encoded bytes not yet written.
     pub busy: bool,
     /// The unwritten rest of a direct write, for the I/O thread to finish first.
-    pub rest: BytesMut,
+    rest: BytesMut,
 }
 
 /// See the module docs.
 pub(crate) struct DirectWriter {
     st: Mutex<DwState>,
+    /// Set while `rest` holds bytes (changed under the lock, read without it): the I/O
+    /// thread's flush skips the lock when this is clear and it has nothing else to write.
+    has_rest: AtomicBool,
 }
 
 impl DirectWriter {
@@ -54,7 +58,22 @@ impl DirectWriter {
                 busy: false,
                 rest: BytesMut::new(),
             }),
+            has_rest: AtomicBool::new(false),
         }
+    }
+
+    /// True while the unwritten rest of a direct write waits for the I/O thread.
+    pub fn has_rest(&self) -> bool {
+        self.has_rest.load(Ordering::Acquire)
+    }
+
+    /// Takes the unwritten rest (the I/O thread, holding `st`).
+    pub fn take_rest(&self, st: &mut DwState) -> Option<bytes::Bytes> {
+        if st.rest.is_empty() {
+            return None;
+        }
+        self.has_rest.store(false, Ordering::Release);
+        Some(st.rest.split().freeze())
     }
 
     /// The state, for the I/O thread (held across a flush).
@@ -112,6 +131,7 @@ impl DirectSink for DirectWriter {
             skip = 0;
         }
         st.rest = rest;
+        self.has_rest.store(true, Ordering::Release);
         DirectOutcome::Started
     }
 }

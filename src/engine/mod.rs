@@ -1039,7 +1039,7 @@ impl Engine {
                 ConnState::Active => {
                     c.enc.is_empty()
                         && c.held.is_empty()
-                        && c.direct.as_ref().is_none_or(|d| d.lock().rest.is_empty())
+                        && c.direct.as_ref().is_none_or(|d| !d.has_rest())
                 }
                 _ => out_empty,
             },
@@ -1951,9 +1951,24 @@ fn flush(c: &mut Conn, sess: &Session, scratch: &mut Vec<Msg>) -> std::result::R
     let Some(dw) = c.direct.clone() else {
         return flush_queued(c, sess, scratch);
     };
+    // Nothing to write: leave the lock alone. The application thread often holds it right
+    // then, writing its reply to the message this thread has just delivered (measured:
+    // every REQ/REP round trip made this thread sleep on the lock and the application
+    // thread wake it). A message pushed meanwhile notifies this thread (the pipe's reader
+    // wake-up is armed whenever it was found empty), and so does a partial direct write.
+    let idle = c.enc.is_empty()
+        && c.held.is_empty()
+        && !dw.has_rest()
+        && sess
+            .pipes
+            .as_ref()
+            .is_none_or(|(out, _)| !out.maybe_readable());
+    if idle {
+        return Ok(());
+    }
     let mut st = dw.lock();
-    if !st.rest.is_empty() {
-        c.enc.prepend(st.rest.split().freeze());
+    if let Some(rest) = dw.take_rest(&mut st) {
+        c.enc.prepend(rest);
     }
     let res = flush_queued(c, sess, scratch);
     st.busy = !c.enc.is_empty();
