@@ -1390,7 +1390,7 @@ impl Engine {
                 return Ok(());
             }
             if drained {
-                if c.rbuf.is_empty() {
+                if c.rbuf.is_empty() && c.large.is_none() {
                     c.rbuf = BytesMut::new();
                 }
                 return Ok(());
@@ -1406,13 +1406,21 @@ impl Engine {
             // syscall per frame instead of copying the frame once or twice.
             let active = matches!(c.state, ConnState::Active);
             if let Some(large) = &mut c.large {
-                // The body of a large frame: straight into its pooled buffer, no zero-fill.
+                // The body of a large frame: straight into its pooled buffer, no zero-fill,
+                // and in the same syscall at most the next frame's header (a long header is
+                // 9 bytes), so that a stream of large frames costs one read per frame.
                 let asked = large.unfilled().len();
-                match c.stream.read(large.unfilled()) {
+                let mut head = [0u8; LONG_HEADER];
+                let r = c.stream.read_vectored(&mut [
+                    io::IoSliceMut::new(large.unfilled()),
+                    io::IoSliceMut::new(&mut head),
+                ]);
+                match r {
                     Ok(0) => return Err(Close::Eof),
                     Ok(n) => {
-                        drained = n < asked && !c.hup;
-                        large.advance(n);
+                        drained = n < asked + LONG_HEADER && !c.hup;
+                        large.advance(n.min(asked));
+                        c.rbuf.extend_from_slice(&head[..n.saturating_sub(asked)]);
                         c.last_rx = Instant::now();
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

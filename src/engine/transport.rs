@@ -98,6 +98,13 @@ impl Stream {
             Stream::Unix(s) => s.read(buf),
         }
     }
+
+    pub fn read_vectored(&mut self, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read_vectored(bufs),
+            Stream::Unix(s) => s.read_vectored(bufs),
+        }
+    }
 }
 
 impl Source for Stream {
