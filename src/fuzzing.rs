@@ -136,11 +136,23 @@ pub fn decode_frames(data: &[u8]) -> u64 {
 }
 
 fn decode_chunks(data: &[u8], max: Option<u64>, small: bool, large_min: usize) -> Vec<Frame> {
+    feed_decoder(chunks(data), max, small, large_min)
+}
+
+/// Decodes the frames of `input`, fed in its chunks, until the input ends or an error: with
+/// `small`, as the engine does (small frames copied out, bodies of `large_min` bytes or more
+/// filled in place from the following chunks); else with plain [`Decoder::decode`].
+pub(crate) fn feed_decoder<'a>(
+    input: impl IntoIterator<Item = &'a [u8]>,
+    max: Option<u64>,
+    small: bool,
+    large_min: usize,
+) -> Vec<Frame> {
     let mut decoder = Decoder::new(max);
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     let mut large: Option<LargeBody> = None;
-    'feed: for mut chunk in chunks(data) {
+    'feed: for mut chunk in input {
         if let Some(body) = &mut large {
             let dst = body.unfilled();
             let n = dst.len().min(chunk.len());

@@ -69,12 +69,18 @@ fn receive_all(pull: &ferromq::Socket, expected: &[Vec<Vec<u8>>]) {
     }
 }
 
-fn ferromq_to_ferromq(endpoint: &str) {
-    let ctx = ferromq::Context::new();
+/// A PULL bound to `endpoint`, with the receive timeout, and the endpoint it got.
+fn bound_pull(ctx: &ferromq::Context, endpoint: &str) -> (ferromq::Socket, String) {
     let pull = ctx.socket(ferromq::PULL).unwrap();
     pull.set_rcvtimeo(TIMEOUT_MS).unwrap();
     pull.bind(endpoint).unwrap();
     let ep = pull.get_last_endpoint().unwrap().unwrap();
+    (pull, ep)
+}
+
+fn ferromq_to_ferromq(endpoint: &str) {
+    let ctx = ferromq::Context::new();
+    let (pull, ep) = bound_pull(&ctx, endpoint);
     let push = ctx.socket(ferromq::PUSH).unwrap();
     push.set_sndtimeo(TIMEOUT_MS).unwrap();
     push.connect(&ep).unwrap();
@@ -119,10 +125,7 @@ fn large_frames_arrive_intact_over_inproc() {
 fn large_frames_from_libzmq_arrive_intact() {
     run(|| {
         let ctx = ferromq::Context::new();
-        let pull = ctx.socket(ferromq::PULL).unwrap();
-        pull.set_rcvtimeo(TIMEOUT_MS).unwrap();
-        pull.bind("tcp://127.0.0.1:*").unwrap();
-        let ep = pull.get_last_endpoint().unwrap().unwrap();
+        let (pull, ep) = bound_pull(&ctx, "tcp://127.0.0.1:*");
         let msgs = messages();
         let sent = msgs.clone();
         let sender = std::thread::spawn(move || {
@@ -144,10 +147,7 @@ fn large_frames_from_libzmq_arrive_intact() {
 fn a_peer_vanishing_inside_a_large_frame_costs_nobody_else() {
     run(|| {
         let ctx = ferromq::Context::new();
-        let pull = ctx.socket(ferromq::PULL).unwrap();
-        pull.set_rcvtimeo(TIMEOUT_MS).unwrap();
-        pull.bind("tcp://127.0.0.1:*").unwrap();
-        let ep = pull.get_last_endpoint().unwrap().unwrap();
+        let (pull, ep) = bound_pull(&ctx, "tcp://127.0.0.1:*");
         let good = ctx.socket(ferromq::PUSH).unwrap();
         good.connect(&ep).unwrap();
         for round in 0..20u8 {

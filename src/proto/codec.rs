@@ -914,41 +914,7 @@ mod tests {
     /// Decodes `chunks` as the engine does: small frames copied, large bodies read in place
     /// (the following chunks filling them).
     fn decode_engine_way(chunks: &[&[u8]], large_min: usize) -> Vec<Frame> {
-        let mut dec = Decoder::new(None);
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut large: Option<LargeBody> = None;
-        for c in chunks {
-            let mut c = *c;
-            if let Some(body) = &mut large {
-                let dst = body.unfilled();
-                let n = dst.len().min(c.len());
-                dst[..n].copy_from_slice(&c[..n]);
-                body.advance(n);
-                c = &c[n..];
-                if !body.is_complete() {
-                    assert!(c.is_empty());
-                    continue;
-                }
-                let (data, more) = large.take().unwrap().into_message();
-                out.push(Frame::Message { data, more });
-            }
-            buf.extend_from_slice(c);
-            loop {
-                let small = |body: &[u8], more| msg(body, more);
-                match dec.decode_small(&mut buf, 22, large_min, small).unwrap() {
-                    Some(Decoded::Small(f) | Decoded::Frame(f)) => out.push(f),
-                    Some(Decoded::Large(body)) => {
-                        assert!(buf.is_empty(), "the body takes the rest of the buffer");
-                        large = Some(body);
-                        break;
-                    }
-                    None => break,
-                }
-            }
-        }
-        assert!(large.is_none() && buf.is_empty(), "left over");
-        out
+        crate::fuzzing::feed_decoder(chunks.iter().copied(), None, true, large_min)
     }
 
     #[test]
