@@ -74,7 +74,7 @@ use super::wire::{
     WireError, HEARTBEAT_TOPIC,
 };
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -320,6 +320,8 @@ struct PubShared {
     wake: Socket,
     /// When the background thread wakes next at the latest (ms; set by it before it sleeps).
     wake_at: u64,
+    /// Where [`ReliablePublisher::publish_slice`] copies small payloads.
+    chunk: BytesMut,
 }
 
 impl std::fmt::Debug for PubShared {
@@ -331,6 +333,12 @@ impl std::fmt::Debug for PubShared {
     }
 }
 
+/// Payloads up to this size are copied by [`ReliablePublisher::publish_slice`] into the
+/// publisher's chunk (see [`PubShared::copy`]); larger ones get an allocation each.
+const COPY_MAX: usize = 1024;
+/// Size of a publisher's copy chunk.
+const COPY_CHUNK: usize = 64 * 1024;
+
 impl PubShared {
     /// Sequences, sends and retains one message.
     fn publish(&mut self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
@@ -339,8 +347,41 @@ impl PubShared {
         let sent = self
             .machine
             .publish_with(stream, payload, now, |name, header, payload| {
-                send_data(sock, name, header, payload)
+                send_data(sock, name, header, payload, false)
             })?;
+        self.sent(sent)
+    }
+
+    /// Sequences, sends and retains a one-frame message (no `Vec` of frames per message).
+    /// `shared`: the payload lives in this publisher's chunk and is sent without a copy.
+    fn publish_one(&mut self, stream: &[u8], payload: Bytes, shared: bool) -> Result<(), BusError> {
+        let now = self.clock.now_ms();
+        let sock = &self.pub_sock;
+        let sent =
+            self.machine
+                .publish_one_with(stream, payload, now, |name, header, payload| {
+                    send_data(sock, name, header, std::slice::from_ref(payload), shared)
+                })?;
+        self.sent(sent)
+    }
+
+    /// A copy of `data`: small payloads share a chunk of this publisher (one allocation per
+    /// chunk, not per message; the chunk is freed once retention evicted all its messages,
+    /// and retention evicts oldest-first).
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if data.len() > COPY_MAX {
+            return Bytes::copy_from_slice(data);
+        }
+        if self.chunk.capacity() < data.len() {
+            self.chunk = BytesMut::with_capacity(COPY_CHUNK);
+        }
+        self.chunk.extend_from_slice(data);
+        self.chunk.split().freeze()
+    }
+
+    /// What follows a send: errors mapped, and the background thread woken if the next
+    /// heartbeat moved before the time it sleeps until.
+    fn sent(&mut self, sent: Result<(), ZmqError>) -> Result<(), BusError> {
         match sent {
             // The PUB drops at a subscriber's HWM rather than blocking; EAGAIN is not expected
             // with DONTWAIT on a PUB but would mean the same: the message is retained and
@@ -361,12 +402,13 @@ impl PubShared {
 
 /// Sends one live DATA message on the PUB: small frames (the stream name, the 48-byte header,
 /// small payloads) are copied into the sending thread's small-frame chunk, larger payload
-/// frames are shared.
+/// frames (and all of them with `shared`) are shared.
 fn send_data(
     sock: &Socket,
     name: &Bytes,
     header: &super::wire::DataHeader,
     payload: &[Bytes],
+    shared: bool,
 ) -> Result<(), ZmqError> {
     let more = |last: bool| if last { DONTWAIT } else { DONTWAIT | SNDMORE };
     sock.send_msg(crate::Message::from_slice(name), more(false))?;
@@ -375,7 +417,7 @@ fn send_data(
         more(payload.is_empty()),
     )?;
     for (i, f) in payload.iter().enumerate() {
-        let m = if f.len() <= crate::message::SMALL_COPY_MAX {
+        let m = if !shared && f.len() <= crate::message::SMALL_COPY_MAX {
             crate::Message::from_slice(f)
         } else {
             crate::Message::from_bytes(f.clone())
@@ -482,6 +524,7 @@ impl ReliablePublisher {
             clock,
             wake,
             wake_at: 0,
+            chunk: BytesMut::new(),
         }));
         let mut lp = PubLoop {
             shared: shared.clone(),
@@ -537,13 +580,13 @@ impl ReliablePublisher {
             .unwrap_or_default()
     }
 
-    fn send_cmd(&self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
+    /// The shared state, once the background thread is known to run.
+    fn shared(&self) -> Result<std::sync::MutexGuard<'_, PubShared>, BusError> {
         if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
             // No heartbeats or replay any more: refuse rather than publish unreliably.
             return Err(BusError::Closed);
         }
-        let mut shared = self.shared.lock().map_err(|_| BusError::Closed)?;
-        shared.publish(stream, payload)
+        self.shared.lock().map_err(|_| BusError::Closed)
     }
 
     /// Publishes a one-frame payload on `stream`: sequences it, sends it on the PUB and
@@ -551,18 +594,28 @@ impl ReliablePublisher {
     /// subscriber's HWM and the subscriber repairs from retention); it only waits while
     /// another thread publishes or the background thread serves replay.
     pub fn publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, vec![payload.into()])
+        self.shared()?.publish_one(stream, payload.into(), false)
+    }
+
+    /// Publishes a copy of `payload` (see [`ReliablePublisher::publish`]). Payloads up to
+    /// 1 KiB are copied into a chunk the publisher shares between many messages: no
+    /// allocation per message, and the copy is both sent and retained. The cheapest way to
+    /// publish small payloads the application does not already hold as [`Bytes`].
+    pub fn publish_slice(&self, stream: &[u8], payload: &[u8]) -> Result<(), BusError> {
+        let mut shared = self.shared()?;
+        let payload = shared.copy(payload);
+        shared.publish_one(stream, payload, true)
     }
 
     /// Publishes a multi-frame payload (see [`ReliablePublisher::publish`]).
     pub fn publish_parts(&self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, payload)
+        self.shared()?.publish(stream, payload)
     }
 
     /// The same as [`ReliablePublisher::publish`], kept for compatibility: publishing no
     /// longer goes through a bounded queue, so [`BusError::Full`] is never returned.
     pub fn try_publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, vec![payload.into()])
+        self.publish(stream, payload)
     }
 }
 

@@ -13,6 +13,7 @@ use super::wire::{
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 
 /// Publisher tuning. Defaults follow the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,17 +207,68 @@ impl<S: RetentionStore> Publisher<S> {
         now_ms: u64,
         send: impl FnOnce(&Bytes, &DataHeader, &[Bytes]) -> R,
     ) -> Result<R, WireError> {
+        self.sequence(
+            stream,
+            payload,
+            now_ms,
+            |name, header, payload| send(name, header, payload),
+            |store, name, seq, payload| {
+                store.append(
+                    name,
+                    RetainedMessage {
+                        seq,
+                        timestamp_ms: now_ms,
+                        payload,
+                    },
+                    now_ms,
+                )
+            },
+        )
+    }
+
+    /// [`Publisher::publish_with`] for a one-frame payload: nothing is allocated per message
+    /// (the store keeps the frame without a `Vec`, see [`RetentionStore::append_one`]).
+    pub fn publish_one_with<R>(
+        &mut self,
+        stream: &[u8],
+        payload: Bytes,
+        now_ms: u64,
+        send: impl FnOnce(&Bytes, &DataHeader, &Bytes) -> R,
+    ) -> Result<R, WireError> {
+        self.sequence(
+            stream,
+            payload,
+            now_ms,
+            send,
+            |store, name, seq, payload| store.append_one(name, seq, now_ms, payload, now_ms),
+        )
+    }
+
+    /// Assigns the next seq of `stream`, restarts the heartbeat back-off, then calls `send`
+    /// with the stream's name, the DATA header and the payload, then `retain` with the store.
+    fn sequence<P, R>(
+        &mut self,
+        stream: &[u8],
+        payload: P,
+        now_ms: u64,
+        send: impl FnOnce(&Bytes, &DataHeader, &P) -> R,
+        retain: impl FnOnce(&mut S, &Bytes, u64, P),
+    ) -> Result<R, WireError> {
         validate_stream_name(stream)?;
-        let (name, seq) = match self.streams.get_key_value(stream) {
-            Some((k, &n)) => (k.clone(), n + 1),
-            None => (Bytes::copy_from_slice(stream), 1),
-        };
-        match self.streams.get_mut(stream) {
-            Some(n) => *n = seq,
+        // One search for a known stream; the name is borrowed from the table, not cloned.
+        let one = (Bound::Included(stream), Bound::Included(stream));
+        let (name, newest) = match self.streams.range_mut::<[u8], _>(one).next() {
+            Some(e) => e,
             None => {
-                self.streams.insert(name.clone(), seq);
+                self.streams.insert(Bytes::copy_from_slice(stream), 0);
+                match self.streams.range_mut::<[u8], _>(one).next() {
+                    Some(e) => e,
+                    None => unreachable!("inserted above"),
+                }
             }
-        }
+        };
+        *newest += 1;
+        let seq = *newest;
         self.stats.published += 1;
         // Idle back-off restarts; under load a heartbeat still goes out every max interval.
         self.hb_interval_ms = self.config.heartbeat_initial_ms.max(1);
@@ -232,16 +284,8 @@ impl<S: RetentionStore> Publisher<S> {
             seq,
             timestamp_ms: now_ms,
         };
-        let r = send(&name, &header, &payload);
-        self.store.append(
-            &name,
-            RetainedMessage {
-                seq,
-                timestamp_ms: now_ms,
-                payload,
-            },
-            now_ms,
-        );
+        let r = send(name, &header, &payload);
+        retain(&mut self.store, name, seq, payload);
         Ok(r)
     }
 
