@@ -70,8 +70,8 @@ use super::retention::{RetentionLimits, RingStore};
 use super::service::{DiscoveryConfig, DiscoveryLink};
 use super::subscriber::{Delivery, JoinPolicy, Subscriber, SubscriberConfig, SubscriberStats};
 use super::wire::{
-    decode_cursor, encode_cursor, CursorEntry, Endpoint, Id128, NodeId, PublisherId, ReplayReply,
-    WireError, HEARTBEAT_TOPIC,
+    attaches, decode_cursor, encode_cursor, CursorEntry, DataHeader, Endpoint, Id128, NodeId,
+    PublisherId, ReplayReply, WireError, ATTACH_MAX, DATA_VERSION_2, HEARTBEAT_TOPIC,
 };
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
 use bytes::{Bytes, BytesMut};
@@ -185,7 +185,8 @@ pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
         Err(e) => return Err(e),
     };
     let mut more = first.get_more();
-    // Data messages have three frames (stream, header, payload): no regrowth for them.
+    // Data messages have two or three frames (stream, header [+ payload], payload): no
+    // regrowth for them.
     let mut frames = Vec::with_capacity(if more { 4 } else { 1 });
     frames.push(first.into_bytes());
     while more {
@@ -344,10 +345,11 @@ impl PubShared {
     fn publish(&mut self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
         let now = self.clock.now_ms();
         let sock = &self.pub_sock;
+        let v2 = self.machine.data_version() == DATA_VERSION_2;
         let sent = self
             .machine
             .publish_with(stream, payload, now, |name, header, payload| {
-                send_data(sock, name, header, payload, false)
+                send_data(sock, name, header, payload, false, v2)
             })?;
         self.sent(sent)
     }
@@ -357,10 +359,18 @@ impl PubShared {
     fn publish_one(&mut self, stream: &[u8], payload: Bytes, shared: bool) -> Result<(), BusError> {
         let now = self.clock.now_ms();
         let sock = &self.pub_sock;
+        let v2 = self.machine.data_version() == DATA_VERSION_2;
         let sent =
             self.machine
                 .publish_one_with(stream, payload, now, |name, header, payload| {
-                    send_data(sock, name, header, std::slice::from_ref(payload), shared)
+                    send_data(
+                        sock,
+                        name,
+                        header,
+                        std::slice::from_ref(payload),
+                        shared,
+                        v2,
+                    )
                 })?;
         self.sent(sent)
     }
@@ -400,31 +410,60 @@ impl PubShared {
     }
 }
 
-/// Sends one live DATA message on the PUB: small frames (the stream name, the 48-byte header,
-/// small payloads) are copied into the sending thread's small-frame chunk, larger payload
-/// frames (and all of them with `shared`) are shared.
+/// Sends one live DATA message on the PUB, in the RPUB/2 layout with `v2` (else RPUB/1):
+/// small frames (the stream name, the header, with `v2` the header and a small first payload
+/// frame together, small payloads) are copied into the sending thread's small-frame chunks,
+/// larger payload frames (and all of them with `shared`) are shared.
 fn send_data(
     sock: &Socket,
     name: &Bytes,
-    header: &super::wire::DataHeader,
+    header: &DataHeader,
     payload: &[Bytes],
     shared: bool,
+    v2: bool,
 ) -> Result<(), ZmqError> {
     let more = |last: bool| if last { DONTWAIT } else { DONTWAIT | SNDMORE };
     sock.send_msg(crate::Message::from_slice(name), more(false))?;
-    sock.send_msg(
-        crate::Message::from_slice(&header.to_array()),
-        more(payload.is_empty()),
-    )?;
-    for (i, f) in payload.iter().enumerate() {
+    let rest = match payload.split_first() {
+        Some((first, rest)) if v2 && attaches(first.len()) => {
+            let head = header.to_array_v2(false);
+            let frame = if first.len() <= 80 {
+                joined::<128>(&head, first)
+            } else {
+                joined::<ATTACH_MAX>(&head, first)
+            };
+            sock.send_msg(frame, more(rest.is_empty()))?;
+            rest
+        }
+        _ => {
+            let head = if v2 {
+                header.to_array_v2(true)
+            } else {
+                header.to_array()
+            };
+            sock.send_msg(crate::Message::from_slice(&head), more(payload.is_empty()))?;
+            payload
+        }
+    };
+    for (i, f) in rest.iter().enumerate() {
         let m = if !shared && f.len() <= crate::message::SMALL_COPY_MAX {
             crate::Message::from_slice(f)
         } else {
             crate::Message::from_bytes(f.clone())
         };
-        sock.send_msg(m, more(i + 1 == payload.len()))?;
+        sock.send_msg(m, more(i + 1 == rest.len()))?;
     }
     Ok(())
+}
+
+/// One message frame holding `head` then `body` (`head.len() + body.len() <= N`), assembled
+/// on the stack and copied once into the sending thread's chunk.
+fn joined<const N: usize>(head: &[u8], body: &[u8]) -> crate::Message {
+    let n = head.len() + body.len();
+    let mut buf = [0u8; N];
+    buf[..head.len()].copy_from_slice(head);
+    buf[head.len()..n].copy_from_slice(body);
+    crate::Message::from_slice(&buf[..n])
 }
 
 const OP_WAKE: &[u8] = b"W";

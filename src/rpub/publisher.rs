@@ -9,7 +9,7 @@
 use super::retention::{RetainedMessage, RetentionLimits, RetentionStore, RingStore};
 use super::wire::{
     validate_stream_name, DataHeader, DataMessage, Heartbeat, PublisherId, ReplayReply,
-    ReplayRequest, RequestKind, StreamMark, WireError, FLAG_RETRANSMISSION,
+    ReplayRequest, RequestKind, StreamMark, WireError, DATA_VERSION_2, FLAG_RETRANSMISSION,
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
@@ -30,6 +30,10 @@ pub struct PublisherConfig {
     pub busy_retry_ms: u32,
     /// Messages a job may send per round-robin turn in `poll_replay` (default 32).
     pub replay_chunk: usize,
+    /// Layout of the DATA messages it produces, live and RETX: 2 (default, RPUB/2 §5.1.1:
+    /// the header and a small first payload frame in one frame) or 1 (RPUB/1, for
+    /// subscribers that only implement version 1; any other value means 1).
+    pub data_version: u8,
 }
 
 impl Default for PublisherConfig {
@@ -41,6 +45,7 @@ impl Default for PublisherConfig {
             max_replay_jobs: 1024,
             busy_retry_ms: 50,
             replay_chunk: 32,
+            data_version: DATA_VERSION_2,
         }
     }
 }
@@ -153,6 +158,11 @@ impl<S: RetentionStore> Publisher<S> {
         self.streams.get(stream).copied().unwrap_or(0)
     }
 
+    /// The DATA layout it produces (see [`PublisherConfig::data_version`]).
+    pub fn data_version(&self) -> u8 {
+        self.config.data_version
+    }
+
     /// Counters.
     pub fn stats(&self) -> PublisherStats {
         self.stats
@@ -187,12 +197,14 @@ impl<S: RetentionStore> Publisher<S> {
         payload: Vec<Bytes>,
         now_ms: u64,
     ) -> Result<Vec<Bytes>, WireError> {
+        let version = self.config.data_version;
         self.publish_with(stream, payload, now_ms, |name, header, payload| {
-            let mut v = Vec::with_capacity(2 + payload.len());
-            v.push(name.clone());
-            v.push(header.encode());
-            v.extend(payload.iter().cloned());
-            v
+            DataMessage {
+                stream: name.clone(),
+                header: *header,
+                payload: payload.to_vec(),
+            }
+            .encode_version(version)
         })
     }
 
@@ -515,7 +527,7 @@ impl<S: RetentionStore> Publisher<S> {
                         }
                     }
                 };
-                let frames = reply.encode();
+                let frames = reply.encode_version(self.config.data_version);
                 for p in &job.peers {
                     out.push((p.clone(), frames.clone()));
                 }
@@ -545,7 +557,7 @@ impl<S: RetentionStore> Publisher<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpub::wire::{decode_data_channel, DataChannelMessage, Id128};
+    use crate::rpub::wire::{decode_data_channel, DataChannelMessage, Id128, DATA_HEADER_LEN};
 
     fn publisher(limits: RetentionLimits) -> Publisher {
         Publisher::with_ring(Id128([1; 16]), 5, PublisherConfig::default(), limits)
@@ -569,10 +581,26 @@ mod tests {
             let h = DataHeader::decode(&f[1]).unwrap();
             assert_eq!(h.epoch, 5);
             assert_eq!(h.seq, if i == 2 { 2 } else { 1 });
-            assert_eq!(f[2][..], [i as u8]);
+            // RPUB/2 (§5.1.1): the payload follows the header in the same frame.
+            assert_eq!(f.len(), 2);
+            assert_eq!(f[1][DATA_HEADER_LEN..], [i as u8]);
         }
         assert!(p.publish(b"\0x", Bytes::new(), 0).is_err());
         assert!(p.publish(b"", Bytes::new(), 0).is_err());
+        // `data_version: 1`: the RPUB/1 layout, header and payload in separate frames.
+        let mut v1 = Publisher::with_ring(
+            Id128([1; 16]),
+            5,
+            PublisherConfig {
+                data_version: 1,
+                ..Default::default()
+            },
+            RetentionLimits::default(),
+        );
+        let f = v1.publish(b"a", Bytes::from_static(b"x"), 0).unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!((f[1][2], f[1].len()), (1, DATA_HEADER_LEN));
+        assert_eq!(&f[2][..], b"x");
     }
 
     #[test]
