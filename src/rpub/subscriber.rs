@@ -253,6 +253,35 @@ struct StreamState {
     last_progress: Option<u64>,
 }
 
+/// Total bytes of stream names [`intern`] keeps, process-wide.
+const INTERN_MAX_BYTES: usize = 64 * 1024;
+
+/// Interned stream names (leaked on purpose, bounded by [`INTERN_MAX_BYTES`]).
+static INTERNED: std::sync::Mutex<(usize, std::collections::BTreeSet<&'static [u8]>)> =
+    std::sync::Mutex::new((0, std::collections::BTreeSet::new()));
+
+/// The stream name every delivery of a stream carries: a static [`Bytes`] (process-wide
+/// interned), so that cloning it into each delivery on the subscriber's thread and dropping
+/// it on the application's thread touch no reference count shared by the two threads
+/// (measured on `rpub/tcp/64B`: the drop of the shared name was 45 % of the application
+/// thread). Bounded: names beyond [`INTERN_MAX_BYTES`] in total are shared the usual way.
+fn intern(name: &[u8]) -> Bytes {
+    let Ok(mut table) = INTERNED.lock() else {
+        return Bytes::copy_from_slice(name);
+    };
+    let (used, names) = &mut *table;
+    if let Some(&s) = names.get(name) {
+        return Bytes::from_static(s);
+    }
+    if *used + name.len() > INTERN_MAX_BYTES {
+        return Bytes::copy_from_slice(name);
+    }
+    let s: &'static [u8] = Box::leak(name.to_vec().into_boxed_slice());
+    *used += s.len();
+    names.insert(s);
+    Bytes::from_static(s)
+}
+
 impl StreamState {
     fn new(publisher: PublisherId, epoch: u64, name: Bytes) -> Self {
         StreamState {
@@ -1003,7 +1032,7 @@ impl Subscriber {
             _ if from_start => Some(1),
             _ => None,
         };
-        let mut st = StreamState::new(publisher, epoch, stream.clone());
+        let mut st = StreamState::new(publisher, epoch, intern(stream));
         let mut out = Out {
             cfg: &self.config,
             ready: &mut self.ready,
@@ -1292,6 +1321,16 @@ mod tests {
     use crate::rpub::publisher::{Publisher, PublisherConfig};
     use crate::rpub::retention::{RetentionLimits, RetentionStore};
     use crate::rpub::wire::{decode_cursor, Id128};
+
+    /// Deliveries of a stream share one interned name: equal bytes, one static copy.
+    #[test]
+    fn stream_names_are_interned() {
+        let a = intern(b"interned-name");
+        let b = intern(&Bytes::copy_from_slice(b"interned-name"));
+        assert_eq!(a, b);
+        assert_eq!(a.as_ptr(), b.as_ptr());
+        assert_ne!(intern(b"interned-other").as_ptr(), a.as_ptr());
+    }
 
     /// xorshift64* PRNG: deterministic, dependency-free.
     struct Rng(u64);
