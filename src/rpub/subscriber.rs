@@ -1112,6 +1112,31 @@ impl Subscriber {
                 _ => return,
             }
         } else {
+            // Live DATA of a known publisher, epoch and stream (the common case): what
+            // `touch_publisher`, `ensure_stream` and `with_stream` then do, with one lookup
+            // of each map instead of five.
+            if let Some(ps) = self.publishers.get_mut(&h.publisher) {
+                if ps.epoch == h.epoch {
+                    if let Some(st) = ps.streams.get_mut(&stream[..]) {
+                        ps.last_heard = ps.last_heard.max(now);
+                        ps.lost_reported = false;
+                        let b = Buffered {
+                            timestamp_ms: h.timestamp_ms,
+                            payload,
+                            retransmitted: h.is_retransmission(),
+                        };
+                        let mut out = Out {
+                            cfg: &self.config,
+                            ready: &mut self.ready,
+                            outbox: &mut self.outbox,
+                            stats: &mut self.stats,
+                            slow: &mut self.slow,
+                        };
+                        st.on_message(h.seq, b, now, &mut out);
+                        return;
+                    }
+                }
+            }
             if !self.touch_publisher(h.publisher, h.epoch, now) {
                 return;
             }
