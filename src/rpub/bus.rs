@@ -185,8 +185,7 @@ pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
         Err(e) => return Err(e),
     };
     let mut more = first.get_more();
-    // Data messages have two or three frames (stream, header [+ payload], payload): no
-    // regrowth for them.
+    // Replay messages have up to three frames (stream, header, payload): no regrowth.
     let mut frames = Vec::with_capacity(if more { 4 } else { 1 });
     frames.push(first.into_bytes());
     while more {
@@ -195,6 +194,25 @@ pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
         frames.push(m.into_bytes());
     }
     Ok(Some(frames))
+}
+
+/// Receives one whole message without blocking, as its first frame (not turned into
+/// [`Bytes`]: the data channel only looks at the stream name) and the frames after it.
+fn recv_split(s: &Socket) -> Result<Option<(crate::Message, Vec<Bytes>)>, ZmqError> {
+    let first = match s.recv_msg(DONTWAIT) {
+        Ok(m) => m,
+        Err(ZmqError::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut more = first.get_more();
+    // DATA has one or two frames after the stream: no regrowth for them.
+    let mut rest = Vec::with_capacity(if more { 2 } else { 0 });
+    while more {
+        let m = s.recv_msg(0)?;
+        more = m.get_more();
+        rest.push(m.into_bytes());
+    }
+    Ok(Some((first, rest)))
 }
 
 /// Sends a multipart message of `Bytes` frames with `flags` (plus SNDMORE on all but last).
@@ -1474,9 +1492,9 @@ impl SubLoop {
                 }
             }
             for _ in 0..BATCH {
-                match recv_frames(&self.sub) {
-                    Ok(Some(frames)) => {
-                        if let Err(e) = self.machine.handle_data_owned(frames, now) {
+                match recv_split(&self.sub) {
+                    Ok(Some((first, rest))) => {
+                        if let Err(e) = self.machine.handle_data_frames(&first, rest, now) {
                             log::debug!("rpub subscriber: bad data message: {e}");
                         }
                     }

@@ -451,23 +451,28 @@ impl DataMessage {
             return Err(WireError::MissingFrame);
         }
         validate_stream_name(&frames[0])?;
-        let (header, version, detached) = DataHeader::decode_v(&frames[1])?;
-        let consumed = if version == DATA_VERSION_2 && !detached {
-            // The header frame becomes the first payload frame.
-            bytes::Buf::advance(&mut frames[1], DATA_HEADER_LEN);
-            1
-        } else {
-            2
-        };
-        let stream = frames
-            .drain(..consumed)
-            .next()
-            .ok_or(WireError::MissingFrame)?;
+        let stream = frames.remove(0);
+        let (header, payload) = Self::decode_rest(frames)?;
         Ok(DataMessage {
             stream,
             header,
-            payload: frames,
+            payload,
         })
+    }
+
+    /// Decodes the frames after the stream frame (header frame first), which it takes over:
+    /// returns the header and the payload frames, in the same vector. The caller checks the
+    /// stream name ([`validate_stream_name`]).
+    pub fn decode_rest(mut frames: Vec<Bytes>) -> Result<(DataHeader, Vec<Bytes>), WireError> {
+        let first = frames.first().ok_or(WireError::MissingFrame)?;
+        let (header, version, detached) = DataHeader::decode_v(first)?;
+        if version == DATA_VERSION_2 && !detached {
+            // The header frame becomes the first payload frame.
+            bytes::Buf::advance(&mut frames[0], DATA_HEADER_LEN);
+        } else {
+            frames.remove(0);
+        }
+        Ok((header, frames))
     }
 }
 
