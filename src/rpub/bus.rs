@@ -989,7 +989,14 @@ impl AppCursor {
 struct Inbox {
     rx: Receiver<Vec<Delivery>>,
     buf: VecDeque<Delivery>,
+    /// Deliveries taken and not yet subtracted from `in_flight`.
+    taken: usize,
 }
+
+/// The application side subtracts what it took from `in_flight` (written by the thread too)
+/// once per this many deliveries, and whenever its batch runs out, instead of once per
+/// delivery.
+const TAKEN_REPORT: usize = 64;
 
 /// A reliable subscriber: a SUB (data) and DEALERs (replay) driven by a background thread;
 /// the application takes [`Delivery`] values in order with [`ReliableSubscriber::recv`].
@@ -1105,6 +1112,7 @@ impl ReliableSubscriber {
             inbox: Mutex::new(Inbox {
                 rx,
                 buf: VecDeque::new(),
+                taken: 0,
             }),
             in_flight,
             ctl: Mutex::new(ctl),
@@ -1161,7 +1169,6 @@ impl ReliableSubscriber {
     }
 
     fn taken(&self, d: Delivery) -> Delivery {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let Ok(mut c) = self.cursor.lock() else {
             return d;
         };
@@ -1185,6 +1192,11 @@ impl ReliableSubscriber {
         let mut inbox = self.inbox.lock().map_err(|_| BusError::Closed)?;
         loop {
             if let Some(d) = inbox.buf.pop_front() {
+                inbox.taken += 1;
+                if inbox.taken >= TAKEN_REPORT || inbox.buf.is_empty() {
+                    self.in_flight.fetch_sub(inbox.taken, Ordering::AcqRel);
+                    inbox.taken = 0;
+                }
                 drop(inbox);
                 return Ok(self.taken(d));
             }
