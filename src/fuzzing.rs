@@ -429,7 +429,7 @@ fn fuzz_frames(data: &[u8]) -> Vec<Bytes> {
     frames
 }
 
-/// Runs the RPUB/1 decoders of `rpub::wire` on arbitrary bytes: the data-channel, replay
+/// Runs the RPUB decoders of `rpub::wire` on arbitrary bytes: the data-channel, replay
 /// request and replay reply decoders on a multipart message cut from the input (see
 /// `fuzz_frames`), and the discovery and cursor decoders on each frame. Whatever decodes
 /// must encode again and decode back to the same value (decoders ignore trailing and
@@ -446,7 +446,15 @@ pub fn rpub_wire(data: &[u8]) -> u64 {
     if let Ok(msg) = decode_data_channel(&frames) {
         decoded += 1;
         let again = match &msg {
-            DataChannelMessage::Data(m) => m.encode(),
+            DataChannelMessage::Data(m) => {
+                // Both DATA layouts (RPUB/1 and RPUB/2) decode back to the same message.
+                assert_eq!(
+                    decode_data_channel(&m.encode_v2()),
+                    Ok(msg.clone()),
+                    "RPUB/2 data round trip"
+                );
+                m.encode()
+            }
             DataChannelMessage::Heartbeat(h) => h.encode().expect("decoded heartbeat encodes"),
         };
         assert_eq!(
@@ -465,6 +473,11 @@ pub fn rpub_wire(data: &[u8]) -> u64 {
     }
     if let Ok(reply) = ReplayReply::decode(&frames) {
         decoded += 1;
+        assert_eq!(
+            ReplayReply::decode(&reply.encode_version(crate::rpub::wire::DATA_VERSION_2)),
+            Ok(reply.clone()),
+            "RPUB/2 reply round trip"
+        );
         assert_eq!(
             ReplayReply::decode(&reply.encode()),
             Ok(reply),
@@ -1540,7 +1553,8 @@ pub fn discovery_ops(data: &[u8]) -> u64 {
 /// stream) with arbitrary DATA, HEARTBEAT and replay-channel frames, structured (two
 /// publishers, three epochs, three streams, small seqs) or raw, and a clock that only moves
 /// forward. Byte 0: join policy (`% 5`), byte 1: reorder window (`% 16 + 1`). Then each op
-/// (byte `% 8`): DATA, HEARTBEAT, replay reply (RETRANSMISSION, JOIN, END, GAP, BUSY), raw
+/// (byte `% 8`; bit 6 picks the RPUB/2 DATA layout): DATA, HEARTBEAT, replay reply
+/// (RETRANSMISSION, JOIN, END, GAP, BUSY), raw
 /// data-channel frames, raw replay frames, advance the clock and poll the timers (the
 /// REQUESTs must encode and decode back), take up to a few deliveries, cursor and stats.
 ///
@@ -1624,7 +1638,12 @@ pub fn rpub_subscriber_ops(data: &[u8]) -> u64 {
                     },
                     payload: vec![Bytes::copy_from_slice(fuzz_blob(&mut input))],
                 };
-                let _ = sub.handle_data(&m.encode(), now);
+                // Both DATA layouts; RPUB/2 through the owned decoder of the bus.
+                let _ = if op & 0x40 != 0 {
+                    sub.handle_data_owned(m.encode_v2(), now)
+                } else {
+                    sub.handle_data(&m.encode(), now)
+                };
             }
             1 => {
                 let (p, e) = (input.byte(), input.byte());
@@ -1702,7 +1721,8 @@ pub fn rpub_subscriber_ops(data: &[u8]) -> u64 {
                         retry_after_ms: u32::from(b as u8) * 10,
                     },
                 };
-                let _ = sub.handle_replay_reply(&reply.encode(), now);
+                let version = if op & 0x40 != 0 { 2 } else { 1 };
+                let _ = sub.handle_replay_reply(&reply.encode_version(version), now);
             }
             3 | 4 => {
                 let frames = fuzz_frames(fuzz_blob(&mut input));
@@ -2344,6 +2364,8 @@ pub fn rpub_publisher_ops(data: &[u8]) -> u64 {
         heartbeat_initial_ms: u64::from(c >> 6) * 5,
         heartbeat_max_ms: 40,
         busy_retry_ms: 50,
+        // Both DATA layouts (RPUB/1 and RPUB/2).
+        data_version: 1 + (c & 1),
     };
     let id = Id128(*b"fuzzed-publisher");
     let mut h = PublisherHarness {

@@ -170,7 +170,7 @@ fn command_bodies(stream: &[u8]) -> Vec<Vec<u8>> {
 ///   identity) and PULL with the other schedules;
 /// - `command`: the body of every command frame found in any vector;
 /// - `trie`: a few hand-made operation sequences;
-/// - `rpub`: one valid RPUB/1 message of each kind the target decodes.
+/// - `rpub`: one valid RPUB message of each kind the target decodes (DATA in both layouts).
 #[test]
 #[ignore = "regenerates fuzz/corpus seeds; run by fuzz/seed.sh"]
 fn seed_corpus() {
@@ -480,8 +480,17 @@ fn rpub_machine_seeds() -> Vec<(&'static str, Vec<u8>)> {
         join.extend([0, 1, 0, 1, seq, 0]);
     }
     join.extend_from_slice(&[5, 50, 6 | 31 << 3, 7]);
+    // The same in the RPUB/2 DATA layout (op bit 6), through the owned decoder.
+    let mut in_order_v2 = vec![0u8, 8];
+    for seq in 1..=4 {
+        let mut d = data(seq);
+        d[0] |= 0x40;
+        in_order_v2.extend(d);
+    }
+    in_order_v2.extend_from_slice(&[6 | 3 << 3]);
     vec![
         ("in-order", in_order),
+        ("in-order-v2", in_order_v2),
         ("loss-repair", with_loss),
         ("join", join),
     ]
@@ -622,7 +631,7 @@ fn rpub_seed(frames: &[Bytes]) -> Vec<u8> {
     seed
 }
 
-/// One valid message of each RPUB/1 kind the `rpub` target decodes.
+/// One valid message of each RPUB kind the `rpub` target decodes (DATA in both layouts).
 fn rpub_messages() -> Vec<(&'static str, Vec<Bytes>)> {
     use ferromq::rpub::wire::*;
     let publisher = Id128(*b"publisher-id-16b");
@@ -668,6 +677,7 @@ fn rpub_messages() -> Vec<(&'static str, Vec<Bytes>)> {
     .unwrap();
     vec![
         ("data", data.encode()),
+        ("data-v2", data.encode_v2()),
         ("heartbeat", heartbeat.encode().unwrap()),
         ("request", request.encode()),
         ("discovery-renew", vec![renew.encode().unwrap()]),

@@ -315,6 +315,34 @@ fn lossy_run(rate: f64, burst_frames: u64, n: u64, hwm: Option<i32>) -> (Tally, 
     (t, took, shim.dropped_messages())
 }
 
+/// Spec §4 "Versions": the subscriber reads RPUB/1 DATA as well (a publisher with
+/// `data_version: 1`), live and repaired (RETX in the RPUB/1 layout): 2 % random loss, and
+/// the first messages go out before the subscriber is connected (FROM_SEQ 1 repairs them).
+#[test]
+fn rpub1_publisher_is_read_and_repaired() {
+    let ctx = Context::new();
+    let n = 2_000;
+    let p = start_pub(&ctx, |c| c.protocol.data_version = 1);
+    let shim = Shim::start(&p.data_endpoints()[0]).expect("shim");
+    shim.set_seed(0x0001_5eed);
+    shim.set_drop_rate(0.02);
+    publish_n(&p, 10);
+    let sub = start_sub(
+        &ctx,
+        vec![shim.endpoint()],
+        p.replay_endpoints().to_vec(),
+        JoinPolicy::FromSeq(1),
+        |_| {},
+    );
+    publish_n(&p, n - 10);
+    let mut t = Tally::default();
+    wait_covered(&mut t, &sub, &p, n, 60);
+    t.assert_clean("rpub1");
+    assert_eq!(t.lost, 0, "{t:?}");
+    assert_eq!(t.delivered, n);
+    assert!(t.retransmitted > 0, "{t:?}");
+}
+
 /// (2a) Random loss of whole messages at 0.1 %, 1 % and 5 %: nothing lost.
 #[test]
 fn random_drops_lose_nothing() {
@@ -1025,16 +1053,40 @@ fn publisher_connects_direct_mode() {
     assert!(shim.accepted() >= 2, "the publisher reconnected");
 }
 
-/// (11) A plain libzmq SUB reads the data stream as ordinary multipart messages.
+/// (11) A plain libzmq SUB reads the data stream as ordinary multipart messages
+/// (spec §5.3): RPUB/2 (the default) `[stream][header + payload]`, RPUB/1 with
+/// `data_version: 1` `[stream][header][payload]`; prefix filtering on the stream name works.
 #[test]
 fn plain_libzmq_sub_reads_the_data_stream() {
+    for version in [2u8, 1] {
+        plain_libzmq_sub_reads(version);
+    }
+    println!(
+        "FIGURE libzmq_sub frames=[stream, header+payload] (RPUB/2), \
+         [stream, 48-byte header, payload] (RPUB/1) seqs_consecutive=yes"
+    );
+}
+
+fn plain_libzmq_sub_reads(version: u8) {
     let ctx = Context::new();
-    let p = start_pub(&ctx, |_| {});
+    let p = start_pub(&ctx, |c| c.protocol.data_version = version);
     let zctx = zmq::Context::new();
     let zsub = zctx.socket(zmq::SUB).unwrap();
     zsub.set_subscribe(STREAM).unwrap();
     zsub.set_rcvtimeo(50).unwrap();
     zsub.connect(&p.data_endpoints()[0]).unwrap();
+    // The payload of a message as a plain consumer finds it (§5.3).
+    let payload = |m: &[Vec<u8>]| -> Vec<u8> {
+        if version == 2 {
+            assert_eq!(m.len(), 2);
+            assert_eq!(m[1][4] & 2, 0, "small payloads are attached");
+            m[1][48..].to_vec()
+        } else {
+            assert_eq!(m.len(), 3);
+            assert_eq!(m[1].len(), 48);
+            m[2].clone()
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     let parts = loop {
         p.publish(STREAM, &b"hello"[..]).unwrap();
@@ -1043,12 +1095,10 @@ fn plain_libzmq_sub_reads_the_data_stream() {
         }
         assert!(Instant::now() < deadline, "libzmq SUB got nothing");
     };
-    assert_eq!(parts.len(), 3);
     assert_eq!(parts[0], STREAM);
-    assert_eq!(parts[1].len(), 48);
-    assert_eq!(&parts[1][..4], &[b'R', b'P', 1, 1]);
+    assert_eq!(&parts[1][..4], &[b'R', b'P', version, 1]);
     assert_eq!(&parts[1][8..24], &p.id().0);
-    assert_eq!(parts[2], b"hello");
+    assert_eq!(payload(&parts), b"hello");
     // Seqs increase by one between consecutive messages.
     let seq = |h: &[u8]| u64::from_be_bytes(h[32..40].try_into().unwrap());
     p.publish(STREAM, &b"next"[..]).unwrap();
@@ -1059,13 +1109,12 @@ fn plain_libzmq_sub_reads_the_data_stream() {
             let s = seq(&m[1]);
             assert_eq!(s, last + 1);
             last = s;
-            if m[2] == b"next" {
+            if payload(&m) == b"next" {
                 break;
             }
         }
         assert!(Instant::now() < deadline);
     }
-    println!("FIGURE libzmq_sub frames=[stream, 48-byte header, payload] seqs_consecutive=yes");
 }
 
 /// Kills the child process when dropped (also when the test fails).

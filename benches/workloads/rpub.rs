@@ -9,8 +9,11 @@
 //!
 //! - **plain**: ferromq PUB -> SUB, messages `[stream][payload]` (a topic frame, as a plain
 //!   PUB/SUB application on a named stream would send).
-//! - **reliable**: [`ReliablePublisher::publish`] -> [`ReliableSubscriber::recv_timeout`],
+//! - **reliable**: [`ReliablePublisher::publish_slice`] -> [`ReliableSubscriber::recv_timeout`],
 //!   nothing lost on the way (no shim), counting [`Delivery::Message`]s.
+//!
+//! Both senders pass a slice that is copied per message (plain: `Socket::send(&[u8])`;
+//! reliable: `publish_slice`, which copies into the publisher's chunk and retains that copy).
 //!
 //! Before counting, each side is probed until the subscriber has seen a message (slow
 //! joiner); probes carry [`FAN_HELLO`] in the first payload byte, counted messages [`FAN_DATA`].
@@ -21,7 +24,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ferromq::rpub::bus::{
     ReliablePublisher, ReliablePublisherConfig, ReliableSubscriber, ReliableSubscriberConfig,
 };
@@ -222,14 +224,10 @@ pub fn reliable(size: usize, count: u64) -> Result<(f64, u64), String> {
     });
     let mut buf = vec![7u8; size];
     buf[0] = FAN_HELLO;
-    probe_until_ready(&ready_rx, || {
-        publ.publish(STREAM, Bytes::copy_from_slice(&buf))
-            .map_err(e)
-    })?;
+    probe_until_ready(&ready_rx, || publ.publish_slice(STREAM, &buf).map_err(e))?;
     buf[0] = FAN_DATA;
     for _ in 0..count {
-        publ.publish(STREAM, Bytes::copy_from_slice(&buf))
-            .map_err(e)?;
+        publ.publish_slice(STREAM, &buf).map_err(e)?;
     }
     join(receiver)
 }

@@ -70,11 +70,11 @@ use super::retention::{RetentionLimits, RingStore};
 use super::service::{DiscoveryConfig, DiscoveryLink};
 use super::subscriber::{Delivery, JoinPolicy, Subscriber, SubscriberConfig, SubscriberStats};
 use super::wire::{
-    decode_cursor, encode_cursor, CursorEntry, Endpoint, Id128, NodeId, PublisherId, ReplayReply,
-    WireError, HEARTBEAT_TOPIC,
+    attaches, decode_cursor, encode_cursor, CursorEntry, DataHeader, Endpoint, Id128, NodeId,
+    PublisherId, ReplayReply, WireError, ATTACH_MAX, DATA_VERSION_2, HEARTBEAT_TOPIC,
 };
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -185,7 +185,7 @@ pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
         Err(e) => return Err(e),
     };
     let mut more = first.get_more();
-    // Data messages have three frames (stream, header, payload): no regrowth for them.
+    // Replay messages have up to three frames (stream, header, payload): no regrowth.
     let mut frames = Vec::with_capacity(if more { 4 } else { 1 });
     frames.push(first.into_bytes());
     while more {
@@ -194,6 +194,25 @@ pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
         frames.push(m.into_bytes());
     }
     Ok(Some(frames))
+}
+
+/// Receives one whole message without blocking, as its first frame (not turned into
+/// [`Bytes`]: the data channel only looks at the stream name) and the frames after it.
+fn recv_split(s: &Socket) -> Result<Option<(crate::Message, Vec<Bytes>)>, ZmqError> {
+    let first = match s.recv_msg(DONTWAIT) {
+        Ok(m) => m,
+        Err(ZmqError::EAGAIN) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut more = first.get_more();
+    // DATA has one or two frames after the stream: no regrowth for them.
+    let mut rest = Vec::with_capacity(if more { 2 } else { 0 });
+    while more {
+        let m = s.recv_msg(0)?;
+        more = m.get_more();
+        rest.push(m.into_bytes());
+    }
+    Ok(Some((first, rest)))
 }
 
 /// Sends a multipart message of `Bytes` frames with `flags` (plus SNDMORE on all but last).
@@ -320,6 +339,8 @@ struct PubShared {
     wake: Socket,
     /// When the background thread wakes next at the latest (ms; set by it before it sleeps).
     wake_at: u64,
+    /// Where [`ReliablePublisher::publish_slice`] copies small payloads.
+    chunk: BytesMut,
 }
 
 impl std::fmt::Debug for PubShared {
@@ -331,16 +352,64 @@ impl std::fmt::Debug for PubShared {
     }
 }
 
+/// Payloads up to this size are copied by [`ReliablePublisher::publish_slice`] into the
+/// publisher's chunk (see [`PubShared::copy`]); larger ones get an allocation each.
+const COPY_MAX: usize = 1024;
+/// Size of a publisher's copy chunk.
+const COPY_CHUNK: usize = 64 * 1024;
+
 impl PubShared {
     /// Sequences, sends and retains one message.
     fn publish(&mut self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
         let now = self.clock.now_ms();
         let sock = &self.pub_sock;
+        let v2 = self.machine.data_version() == DATA_VERSION_2;
         let sent = self
             .machine
             .publish_with(stream, payload, now, |name, header, payload| {
-                send_data(sock, name, header, payload)
+                send_data(sock, name, header, payload, false, v2)
             })?;
+        self.sent(sent)
+    }
+
+    /// Sequences, sends and retains a one-frame message (no `Vec` of frames per message).
+    /// `shared`: the payload lives in this publisher's chunk and is sent without a copy.
+    fn publish_one(&mut self, stream: &[u8], payload: Bytes, shared: bool) -> Result<(), BusError> {
+        let now = self.clock.now_ms();
+        let sock = &self.pub_sock;
+        let v2 = self.machine.data_version() == DATA_VERSION_2;
+        let sent =
+            self.machine
+                .publish_one_with(stream, payload, now, |name, header, payload| {
+                    send_data(
+                        sock,
+                        name,
+                        header,
+                        std::slice::from_ref(payload),
+                        shared,
+                        v2,
+                    )
+                })?;
+        self.sent(sent)
+    }
+
+    /// A copy of `data`: small payloads share a chunk of this publisher (one allocation per
+    /// chunk, not per message; the chunk is freed once retention evicted all its messages,
+    /// and retention evicts oldest-first).
+    fn copy(&mut self, data: &[u8]) -> Bytes {
+        if data.len() > COPY_MAX {
+            return Bytes::copy_from_slice(data);
+        }
+        if self.chunk.capacity() < data.len() {
+            self.chunk = BytesMut::with_capacity(COPY_CHUNK);
+        }
+        self.chunk.extend_from_slice(data);
+        self.chunk.split().freeze()
+    }
+
+    /// What follows a send: errors mapped, and the background thread woken if the next
+    /// heartbeat moved before the time it sleeps until.
+    fn sent(&mut self, sent: Result<(), ZmqError>) -> Result<(), BusError> {
         match sent {
             // The PUB drops at a subscriber's HWM rather than blocking; EAGAIN is not expected
             // with DONTWAIT on a PUB but would mean the same: the message is retained and
@@ -359,30 +428,60 @@ impl PubShared {
     }
 }
 
-/// Sends one live DATA message on the PUB: small frames (the stream name, the 48-byte header,
-/// small payloads) are copied into the sending thread's small-frame chunk, larger payload
-/// frames are shared.
+/// Sends one live DATA message on the PUB, in the RPUB/2 layout with `v2` (else RPUB/1):
+/// small frames (the stream name, the header, with `v2` the header and a small first payload
+/// frame together, small payloads) are copied into the sending thread's small-frame chunks,
+/// larger payload frames (and all of them with `shared`) are shared.
 fn send_data(
     sock: &Socket,
     name: &Bytes,
-    header: &super::wire::DataHeader,
+    header: &DataHeader,
     payload: &[Bytes],
+    shared: bool,
+    v2: bool,
 ) -> Result<(), ZmqError> {
     let more = |last: bool| if last { DONTWAIT } else { DONTWAIT | SNDMORE };
     sock.send_msg(crate::Message::from_slice(name), more(false))?;
-    sock.send_msg(
-        crate::Message::from_slice(&header.to_array()),
-        more(payload.is_empty()),
-    )?;
-    for (i, f) in payload.iter().enumerate() {
-        let m = if f.len() <= crate::message::SMALL_COPY_MAX {
+    let rest = match payload.split_first() {
+        Some((first, rest)) if v2 && attaches(first.len()) => {
+            let head = header.to_array_v2(false);
+            let frame = if first.len() <= 80 {
+                joined::<128>(&head, first)
+            } else {
+                joined::<ATTACH_MAX>(&head, first)
+            };
+            sock.send_msg(frame, more(rest.is_empty()))?;
+            rest
+        }
+        _ => {
+            let head = if v2 {
+                header.to_array_v2(true)
+            } else {
+                header.to_array()
+            };
+            sock.send_msg(crate::Message::from_slice(&head), more(payload.is_empty()))?;
+            payload
+        }
+    };
+    for (i, f) in rest.iter().enumerate() {
+        let m = if !shared && f.len() <= crate::message::SMALL_COPY_MAX {
             crate::Message::from_slice(f)
         } else {
             crate::Message::from_bytes(f.clone())
         };
-        sock.send_msg(m, more(i + 1 == payload.len()))?;
+        sock.send_msg(m, more(i + 1 == rest.len()))?;
     }
     Ok(())
+}
+
+/// One message frame holding `head` then `body` (`head.len() + body.len() <= N`), assembled
+/// on the stack and copied once into the sending thread's chunk.
+fn joined<const N: usize>(head: &[u8], body: &[u8]) -> crate::Message {
+    let n = head.len() + body.len();
+    let mut buf = [0u8; N];
+    buf[..head.len()].copy_from_slice(head);
+    buf[head.len()..n].copy_from_slice(body);
+    crate::Message::from_slice(&buf[..n])
 }
 
 const OP_WAKE: &[u8] = b"W";
@@ -482,6 +581,7 @@ impl ReliablePublisher {
             clock,
             wake,
             wake_at: 0,
+            chunk: BytesMut::new(),
         }));
         let mut lp = PubLoop {
             shared: shared.clone(),
@@ -537,13 +637,13 @@ impl ReliablePublisher {
             .unwrap_or_default()
     }
 
-    fn send_cmd(&self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
+    /// The shared state, once the background thread is known to run.
+    fn shared(&self) -> Result<std::sync::MutexGuard<'_, PubShared>, BusError> {
         if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
             // No heartbeats or replay any more: refuse rather than publish unreliably.
             return Err(BusError::Closed);
         }
-        let mut shared = self.shared.lock().map_err(|_| BusError::Closed)?;
-        shared.publish(stream, payload)
+        self.shared.lock().map_err(|_| BusError::Closed)
     }
 
     /// Publishes a one-frame payload on `stream`: sequences it, sends it on the PUB and
@@ -551,18 +651,28 @@ impl ReliablePublisher {
     /// subscriber's HWM and the subscriber repairs from retention); it only waits while
     /// another thread publishes or the background thread serves replay.
     pub fn publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, vec![payload.into()])
+        self.shared()?.publish_one(stream, payload.into(), false)
+    }
+
+    /// Publishes a copy of `payload` (see [`ReliablePublisher::publish`]). Payloads up to
+    /// 1 KiB are copied into a chunk the publisher shares between many messages: no
+    /// allocation per message, and the copy is both sent and retained. The cheapest way to
+    /// publish small payloads the application does not already hold as [`Bytes`].
+    pub fn publish_slice(&self, stream: &[u8], payload: &[u8]) -> Result<(), BusError> {
+        let mut shared = self.shared()?;
+        let payload = shared.copy(payload);
+        shared.publish_one(stream, payload, true)
     }
 
     /// Publishes a multi-frame payload (see [`ReliablePublisher::publish`]).
     pub fn publish_parts(&self, stream: &[u8], payload: Vec<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, payload)
+        self.shared()?.publish(stream, payload)
     }
 
     /// The same as [`ReliablePublisher::publish`], kept for compatibility: publishing no
     /// longer goes through a bounded queue, so [`BusError::Full`] is never returned.
     pub fn try_publish(&self, stream: &[u8], payload: impl Into<Bytes>) -> Result<(), BusError> {
-        self.send_cmd(stream, vec![payload.into()])
+        self.publish(stream, payload)
     }
 }
 
@@ -879,7 +989,14 @@ impl AppCursor {
 struct Inbox {
     rx: Receiver<Vec<Delivery>>,
     buf: VecDeque<Delivery>,
+    /// Deliveries taken and not yet subtracted from `in_flight`.
+    taken: usize,
 }
+
+/// The application side subtracts what it took from `in_flight` (written by the thread too)
+/// once per this many deliveries, and whenever its batch runs out, instead of once per
+/// delivery.
+const TAKEN_REPORT: usize = 64;
 
 /// A reliable subscriber: a SUB (data) and DEALERs (replay) driven by a background thread;
 /// the application takes [`Delivery`] values in order with [`ReliableSubscriber::recv`].
@@ -995,6 +1112,7 @@ impl ReliableSubscriber {
             inbox: Mutex::new(Inbox {
                 rx,
                 buf: VecDeque::new(),
+                taken: 0,
             }),
             in_flight,
             ctl: Mutex::new(ctl),
@@ -1051,7 +1169,6 @@ impl ReliableSubscriber {
     }
 
     fn taken(&self, d: Delivery) -> Delivery {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
         let Ok(mut c) = self.cursor.lock() else {
             return d;
         };
@@ -1075,6 +1192,11 @@ impl ReliableSubscriber {
         let mut inbox = self.inbox.lock().map_err(|_| BusError::Closed)?;
         loop {
             if let Some(d) = inbox.buf.pop_front() {
+                inbox.taken += 1;
+                if inbox.taken >= TAKEN_REPORT || inbox.buf.is_empty() {
+                    self.in_flight.fetch_sub(inbox.taken, Ordering::AcqRel);
+                    inbox.taken = 0;
+                }
                 drop(inbox);
                 return Ok(self.taken(d));
             }
@@ -1382,9 +1504,9 @@ impl SubLoop {
                 }
             }
             for _ in 0..BATCH {
-                match recv_frames(&self.sub) {
-                    Ok(Some(frames)) => {
-                        if let Err(e) = self.machine.handle_data_owned(frames, now) {
+                match recv_split(&self.sub) {
+                    Ok(Some((first, rest))) => {
+                        if let Err(e) = self.machine.handle_data_frames(&first, rest, now) {
                             log::debug!("rpub subscriber: bad data message: {e}");
                         }
                     }

@@ -932,6 +932,19 @@ impl RetentionStore for AnyStore {
             AnyStore::Disk(s) => s.append(stream, msg, now_ms),
         }
     }
+    fn append_one(
+        &mut self,
+        stream: &Bytes,
+        seq: u64,
+        timestamp_ms: u64,
+        payload: Bytes,
+        now_ms: u64,
+    ) {
+        match self {
+            AnyStore::Ring(s) => s.append_one(stream, seq, timestamp_ms, payload, now_ms),
+            AnyStore::Disk(s) => s.append_one(stream, seq, timestamp_ms, payload, now_ms),
+        }
+    }
     fn get(&self, stream: &[u8], seq: u64) -> Option<RetainedMessage> {
         match self {
             AnyStore::Ring(s) => s.get(stream, seq),

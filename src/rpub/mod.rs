@@ -1,4 +1,4 @@
-//! Reliable PUB/SUB bus (RPUB/1): the sans-IO core and its socket binding.
+//! Reliable PUB/SUB bus (RPUB/1, RPUB/2): the sans-IO core and its socket binding.
 //!
 //! Protocol: `zmtp-spec/reliable-pub.md`. Everything but [`bus`] and [`service`] is a pure
 //! state machine or codec: no sockets, threads or clocks. Time is passed in as `u64`

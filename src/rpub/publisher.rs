@@ -9,10 +9,11 @@
 use super::retention::{RetainedMessage, RetentionLimits, RetentionStore, RingStore};
 use super::wire::{
     validate_stream_name, DataHeader, DataMessage, Heartbeat, PublisherId, ReplayReply,
-    ReplayRequest, RequestKind, StreamMark, WireError, FLAG_RETRANSMISSION,
+    ReplayRequest, RequestKind, StreamMark, WireError, DATA_VERSION_2, FLAG_RETRANSMISSION,
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 
 /// Publisher tuning. Defaults follow the spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,10 @@ pub struct PublisherConfig {
     pub busy_retry_ms: u32,
     /// Messages a job may send per round-robin turn in `poll_replay` (default 32).
     pub replay_chunk: usize,
+    /// Layout of the DATA messages it produces, live and RETX: 2 (default, RPUB/2 §5.1.1:
+    /// the header and a small first payload frame in one frame) or 1 (RPUB/1, for
+    /// subscribers that only implement version 1; any other value means 1).
+    pub data_version: u8,
 }
 
 impl Default for PublisherConfig {
@@ -40,6 +45,7 @@ impl Default for PublisherConfig {
             max_replay_jobs: 1024,
             busy_retry_ms: 50,
             replay_chunk: 32,
+            data_version: DATA_VERSION_2,
         }
     }
 }
@@ -152,6 +158,11 @@ impl<S: RetentionStore> Publisher<S> {
         self.streams.get(stream).copied().unwrap_or(0)
     }
 
+    /// The DATA layout it produces (see [`PublisherConfig::data_version`]).
+    pub fn data_version(&self) -> u8 {
+        self.config.data_version
+    }
+
     /// Counters.
     pub fn stats(&self) -> PublisherStats {
         self.stats
@@ -186,12 +197,14 @@ impl<S: RetentionStore> Publisher<S> {
         payload: Vec<Bytes>,
         now_ms: u64,
     ) -> Result<Vec<Bytes>, WireError> {
+        let version = self.config.data_version;
         self.publish_with(stream, payload, now_ms, |name, header, payload| {
-            let mut v = Vec::with_capacity(2 + payload.len());
-            v.push(name.clone());
-            v.push(header.encode());
-            v.extend(payload.iter().cloned());
-            v
+            DataMessage {
+                stream: name.clone(),
+                header: *header,
+                payload: payload.to_vec(),
+            }
+            .encode_version(version)
         })
     }
 
@@ -206,17 +219,68 @@ impl<S: RetentionStore> Publisher<S> {
         now_ms: u64,
         send: impl FnOnce(&Bytes, &DataHeader, &[Bytes]) -> R,
     ) -> Result<R, WireError> {
+        self.sequence(
+            stream,
+            payload,
+            now_ms,
+            |name, header, payload| send(name, header, payload),
+            |store, name, seq, payload| {
+                store.append(
+                    name,
+                    RetainedMessage {
+                        seq,
+                        timestamp_ms: now_ms,
+                        payload,
+                    },
+                    now_ms,
+                )
+            },
+        )
+    }
+
+    /// [`Publisher::publish_with`] for a one-frame payload: nothing is allocated per message
+    /// (the store keeps the frame without a `Vec`, see [`RetentionStore::append_one`]).
+    pub fn publish_one_with<R>(
+        &mut self,
+        stream: &[u8],
+        payload: Bytes,
+        now_ms: u64,
+        send: impl FnOnce(&Bytes, &DataHeader, &Bytes) -> R,
+    ) -> Result<R, WireError> {
+        self.sequence(
+            stream,
+            payload,
+            now_ms,
+            send,
+            |store, name, seq, payload| store.append_one(name, seq, now_ms, payload, now_ms),
+        )
+    }
+
+    /// Assigns the next seq of `stream`, restarts the heartbeat back-off, then calls `send`
+    /// with the stream's name, the DATA header and the payload, then `retain` with the store.
+    fn sequence<P, R>(
+        &mut self,
+        stream: &[u8],
+        payload: P,
+        now_ms: u64,
+        send: impl FnOnce(&Bytes, &DataHeader, &P) -> R,
+        retain: impl FnOnce(&mut S, &Bytes, u64, P),
+    ) -> Result<R, WireError> {
         validate_stream_name(stream)?;
-        let (name, seq) = match self.streams.get_key_value(stream) {
-            Some((k, &n)) => (k.clone(), n + 1),
-            None => (Bytes::copy_from_slice(stream), 1),
-        };
-        match self.streams.get_mut(stream) {
-            Some(n) => *n = seq,
+        // One search for a known stream; the name is borrowed from the table, not cloned.
+        let one = (Bound::Included(stream), Bound::Included(stream));
+        let (name, newest) = match self.streams.range_mut::<[u8], _>(one).next() {
+            Some(e) => e,
             None => {
-                self.streams.insert(name.clone(), seq);
+                self.streams.insert(Bytes::copy_from_slice(stream), 0);
+                match self.streams.range_mut::<[u8], _>(one).next() {
+                    Some(e) => e,
+                    None => unreachable!("inserted above"),
+                }
             }
-        }
+        };
+        *newest += 1;
+        let seq = *newest;
         self.stats.published += 1;
         // Idle back-off restarts; under load a heartbeat still goes out every max interval.
         self.hb_interval_ms = self.config.heartbeat_initial_ms.max(1);
@@ -232,16 +296,8 @@ impl<S: RetentionStore> Publisher<S> {
             seq,
             timestamp_ms: now_ms,
         };
-        let r = send(&name, &header, &payload);
-        self.store.append(
-            &name,
-            RetainedMessage {
-                seq,
-                timestamp_ms: now_ms,
-                payload,
-            },
-            now_ms,
-        );
+        let r = send(name, &header, &payload);
+        retain(&mut self.store, name, seq, payload);
         Ok(r)
     }
 
@@ -471,7 +527,7 @@ impl<S: RetentionStore> Publisher<S> {
                         }
                     }
                 };
-                let frames = reply.encode();
+                let frames = reply.encode_version(self.config.data_version);
                 for p in &job.peers {
                     out.push((p.clone(), frames.clone()));
                 }
@@ -501,7 +557,7 @@ impl<S: RetentionStore> Publisher<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpub::wire::{decode_data_channel, DataChannelMessage, Id128};
+    use crate::rpub::wire::{decode_data_channel, DataChannelMessage, Id128, DATA_HEADER_LEN};
 
     fn publisher(limits: RetentionLimits) -> Publisher {
         Publisher::with_ring(Id128([1; 16]), 5, PublisherConfig::default(), limits)
@@ -525,10 +581,26 @@ mod tests {
             let h = DataHeader::decode(&f[1]).unwrap();
             assert_eq!(h.epoch, 5);
             assert_eq!(h.seq, if i == 2 { 2 } else { 1 });
-            assert_eq!(f[2][..], [i as u8]);
+            // RPUB/2 (§5.1.1): the payload follows the header in the same frame.
+            assert_eq!(f.len(), 2);
+            assert_eq!(f[1][DATA_HEADER_LEN..], [i as u8]);
         }
         assert!(p.publish(b"\0x", Bytes::new(), 0).is_err());
         assert!(p.publish(b"", Bytes::new(), 0).is_err());
+        // `data_version: 1`: the RPUB/1 layout, header and payload in separate frames.
+        let mut v1 = Publisher::with_ring(
+            Id128([1; 16]),
+            5,
+            PublisherConfig {
+                data_version: 1,
+                ..Default::default()
+            },
+            RetentionLimits::default(),
+        );
+        let f = v1.publish(b"a", Bytes::from_static(b"x"), 0).unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!((f[1][2], f[1].len()), (1, DATA_HEADER_LEN));
+        assert_eq!(&f[2][..], b"x");
     }
 
     #[test]

@@ -32,6 +32,26 @@ impl RetainedMessage {
 pub trait RetentionStore {
     /// Stores a message that has just been published on `stream`.
     fn append(&mut self, stream: &Bytes, msg: RetainedMessage, now_ms: u64);
+    /// Stores a one-frame message (the live path: a store may keep it without building a
+    /// `Vec` of frames). The default builds a [`RetainedMessage`] and calls `append`.
+    fn append_one(
+        &mut self,
+        stream: &Bytes,
+        seq: u64,
+        timestamp_ms: u64,
+        payload: Bytes,
+        now_ms: u64,
+    ) {
+        self.append(
+            stream,
+            RetainedMessage {
+                seq,
+                timestamp_ms,
+                payload: vec![payload],
+            },
+            now_ms,
+        );
+    }
     /// Returns a retained message (payload frames are cheap `Bytes` clones).
     fn get(&self, stream: &[u8], seq: u64) -> Option<RetainedMessage>;
     /// Oldest retained seq of the stream, or `None` if nothing of it is retained.
@@ -69,24 +89,48 @@ impl Default for RetentionLimits {
     }
 }
 
+/// Payload frames of a retained entry: one frame without a `Vec` (the common case).
+#[derive(Debug)]
+enum Frames {
+    One(Bytes),
+    Many(Vec<Bytes>),
+}
+
 #[derive(Debug)]
 struct Entry {
-    stream: Bytes,
-    msg: RetainedMessage,
+    /// Index into `RingStore::slots`.
+    slot: usize,
+    seq: u64,
+    timestamp_ms: u64,
+    frames: Frames,
     stored_ms: u64,
     size: usize,
 }
 
+/// One stream of a [`RingStore`]: its name and its retained seqs.
+#[derive(Debug)]
+struct Slot {
+    name: Bytes,
+    /// (seq, global position), increasing.
+    seqs: VecDeque<(u64, u64)>,
+}
+
 /// In-memory retention ring: one global FIFO over all streams, evicting the oldest entry while
 /// any bound is exceeded, with a per-stream index for O(1) lookup by seq.
+///
+/// Streams are numbered once (a slot each, kept for the store's life like the publisher's own
+/// table of streams); entries name their slot, so appending to the stream of the previous
+/// append and evicting hash nothing and touch no reference count of the name.
 #[derive(Debug)]
 pub struct RingStore {
     limits: RetentionLimits,
     ring: VecDeque<Entry>,
     /// Global position of `ring[0]`.
     base: u64,
-    /// Per stream: (seq, global position), increasing.
-    index: HashMap<Bytes, VecDeque<(u64, u64)>>,
+    ids: HashMap<Bytes, usize>,
+    slots: Vec<Slot>,
+    /// Slot of the last append.
+    last: usize,
     bytes: usize,
 }
 
@@ -97,7 +141,9 @@ impl RingStore {
             limits,
             ring: VecDeque::new(),
             base: 0,
-            index: HashMap::new(),
+            ids: HashMap::new(),
+            slots: Vec::new(),
+            last: usize::MAX,
             bytes: 0,
         }
     }
@@ -107,20 +153,79 @@ impl RingStore {
         self.limits
     }
 
+    fn slot_of(&mut self, stream: &Bytes) -> usize {
+        if let Some(s) = self.slots.get(self.last) {
+            if s.name[..] == stream[..] {
+                return self.last;
+            }
+        }
+        let i = match self.ids.get(&stream[..]) {
+            Some(&i) => i,
+            None => {
+                let i = self.slots.len();
+                self.slots.push(Slot {
+                    name: stream.clone(),
+                    seqs: VecDeque::new(),
+                });
+                self.ids.insert(stream.clone(), i);
+                i
+            }
+        };
+        self.last = i;
+        i
+    }
+
+    fn seqs(&self, stream: &[u8]) -> Option<&VecDeque<(u64, u64)>> {
+        let slot = match self.slots.get(self.last) {
+            Some(s) if s.name[..] == *stream => s,
+            _ => &self.slots[*self.ids.get(stream)?],
+        };
+        Some(&slot.seqs)
+    }
+
+    fn push(
+        &mut self,
+        stream: &Bytes,
+        seq: u64,
+        timestamp_ms: u64,
+        frames: Frames,
+        size: usize,
+        now_ms: u64,
+    ) {
+        let slot = self.slot_of(stream);
+        let g = self.base + self.ring.len() as u64;
+        let dq = &mut self.slots[slot].seqs;
+        if let Some(&(last, _)) = dq.back() {
+            if seq <= last {
+                // Contract violation (seqs must increase): refuse rather than corrupt order.
+                log::warn!("rpub retention: non-increasing seq {seq} after {last}");
+                return;
+            }
+        }
+        dq.push_back((seq, g));
+        let size = size + stream.len();
+        self.bytes += size;
+        self.ring.push_back(Entry {
+            slot,
+            seq,
+            timestamp_ms,
+            frames,
+            stored_ms: now_ms,
+            size,
+        });
+        self.enforce(now_ms);
+    }
+
     fn evict_front(&mut self) {
         if let Some(e) = self.ring.pop_front() {
             self.base += 1;
             self.bytes -= e.size;
-            if let Some(dq) = self.index.get_mut(&e.stream) {
-                if dq.front().map(|&(s, _)| s) == Some(e.msg.seq) {
-                    dq.pop_front();
-                } else {
-                    // Not expected with increasing appends; keep the index consistent anyway.
-                    dq.retain(|&(s, _)| s != e.msg.seq);
-                }
-                if dq.is_empty() {
-                    self.index.remove(&e.stream);
-                }
+            let dq = &mut self.slots[e.slot].seqs;
+            if dq.front().map(|&(s, _)| s) == Some(e.seq) {
+                dq.pop_front();
+            } else {
+                // Not expected with increasing appends; keep the index consistent anyway.
+                dq.retain(|&(s, _)| s != e.seq);
             }
         }
     }
@@ -148,37 +253,37 @@ impl Default for RingStore {
 
 impl RetentionStore for RingStore {
     fn append(&mut self, stream: &Bytes, msg: RetainedMessage, now_ms: u64) {
-        // Look up by slice first: no key clone (a reference-count round trip) per append.
-        let dq = match self.index.get_mut(&stream[..]) {
-            Some(dq) => dq,
-            None => self.index.entry(stream.clone()).or_default(),
+        let size = msg.payload_len();
+        let mut payload = msg.payload;
+        let frames = if payload.len() == 1 {
+            Frames::One(payload.pop().unwrap_or_default())
+        } else {
+            Frames::Many(payload)
         };
-        if let Some(&(last, _)) = dq.back() {
-            if msg.seq <= last {
-                // Contract violation (seqs must increase): refuse rather than corrupt order.
-                log::warn!(
-                    "rpub retention: non-increasing seq {} after {}",
-                    msg.seq,
-                    last
-                );
-                return;
-            }
-        }
-        let g = self.base + self.ring.len() as u64;
-        dq.push_back((msg.seq, g));
-        let size = msg.payload_len() + stream.len();
-        self.bytes += size;
-        self.ring.push_back(Entry {
-            stream: stream.clone(),
-            msg,
-            stored_ms: now_ms,
+        self.push(stream, msg.seq, msg.timestamp_ms, frames, size, now_ms);
+    }
+
+    fn append_one(
+        &mut self,
+        stream: &Bytes,
+        seq: u64,
+        timestamp_ms: u64,
+        payload: Bytes,
+        now_ms: u64,
+    ) {
+        let size = payload.len();
+        self.push(
+            stream,
+            seq,
+            timestamp_ms,
+            Frames::One(payload),
             size,
-        });
-        self.enforce(now_ms);
+            now_ms,
+        );
     }
 
     fn get(&self, stream: &[u8], seq: u64) -> Option<RetainedMessage> {
-        let dq = self.index.get(stream)?;
+        let dq = self.seqs(stream)?;
         let &(first, _) = dq.front()?;
         if seq < first {
             return None;
@@ -195,11 +300,18 @@ impl RetentionStore for RingStore {
             }
         };
         let pos = usize::try_from(g.checked_sub(self.base)?).ok()?;
-        self.ring.get(pos).map(|e| e.msg.clone())
+        self.ring.get(pos).map(|e| RetainedMessage {
+            seq: e.seq,
+            timestamp_ms: e.timestamp_ms,
+            payload: match &e.frames {
+                Frames::One(b) => vec![b.clone()],
+                Frames::Many(v) => v.clone(),
+            },
+        })
     }
 
     fn oldest(&self, stream: &[u8]) -> Option<u64> {
-        self.index.get(stream)?.front().map(|&(s, _)| s)
+        self.seqs(stream)?.front().map(|&(s, _)| s)
     }
 
     fn expire(&mut self, now_ms: u64) {

@@ -1,5 +1,6 @@
-//! RPUB/1 wire codec: byte-exact encode/decode of every message in
-//! `zmtp-spec/reliable-pub.md`.
+//! RPUB wire codec: byte-exact encode/decode of every message in
+//! `zmtp-spec/reliable-pub.md`: RPUB/1, and the RPUB/2 DATA layout (§5.1.1: the header and
+//! the first payload frame in one frame). Decoders accept DATA of both versions.
 //!
 //! Every decoder takes untrusted bytes and returns `Result<_, WireError>`; none of them panics
 //! on any input. All multi-byte integers are big-endian. Trailing bytes after the defined
@@ -10,8 +11,11 @@ use std::fmt;
 
 /// The two magic bytes every RPUB header frame starts with (`"RP"`).
 pub const MAGIC: [u8; 2] = *b"RP";
-/// The protocol version this module implements.
+/// The protocol version of every message but RPUB/2 DATA (version byte `01`).
 pub const VERSION: u8 = 1;
+/// Version byte of a DATA message in the RPUB/2 layout (§5.1.1); decoders accept DATA of
+/// version 1 and 2, every other type only of version 1.
+pub const DATA_VERSION_2: u8 = 2;
 /// Length of the common prefix of every header frame.
 pub const PREFIX_LEN: usize = 8;
 /// Length of a DATA header frame.
@@ -22,6 +26,13 @@ pub const HEARTBEAT_TOPIC: &[u8] = b"\0RPHB";
 pub const DISCOVERY_TOPIC: &[u8] = b"\0RPDISC";
 /// DATA flag: the message is a retransmission sent on the replay channel.
 pub const FLAG_RETRANSMISSION: u8 = 0x01;
+/// RPUB/2 DATA flag (layout, not a property of the message: decoders clear it): the header
+/// frame carries no payload bytes, the payload frames follow it (zero or more).
+pub const FLAG_DETACHED: u8 = 0x02;
+/// An RPUB/2 encoder attaches the first payload frame to the header when header + frame are
+/// at most this long (a copy that small costs less than a frame); longer ones are detached
+/// (sent as their own frames, not copied).
+pub const ATTACH_MAX: usize = 1024;
 /// Longest stream name, in bytes.
 pub const MAX_STREAM_NAME: usize = 255;
 
@@ -217,6 +228,7 @@ impl<'a> Reader<'a> {
 /// The decoded common 8-byte prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Prefix {
+    version: u8,
     ty: u8,
     flags: u8,
     sub: u8,
@@ -238,10 +250,12 @@ fn read_prefix(r: &mut Reader<'_>) -> Result<Prefix, WireError> {
     if p[..2] != MAGIC {
         return Err(WireError::BadMagic);
     }
-    if p[2] != VERSION {
+    // Version 2 changed the DATA layout only.
+    if p[2] != VERSION && !(p[2] == DATA_VERSION_2 && p[3] == msg_type::DATA) {
         return Err(WireError::UnsupportedVersion(p[2]));
     }
     Ok(Prefix {
+        version: p[2],
         ty: p[3],
         flags: p[4],
         sub: p[5],
@@ -296,11 +310,28 @@ impl DataHeader {
     /// Encodes the header into a fixed array (no allocation; the live publish path copies it
     /// straight into the outgoing frame).
     pub fn to_array(&self) -> [u8; DATA_HEADER_LEN] {
+        self.header_array(VERSION, self.flags)
+    }
+
+    /// The header of an RPUB/2 DATA message (version `02`); `detached` sets
+    /// [`FLAG_DETACHED`]. The first payload frame's bytes follow it in the same frame unless
+    /// detached.
+    pub fn to_array_v2(&self, detached: bool) -> [u8; DATA_HEADER_LEN] {
+        let flags = self.flags & !FLAG_DETACHED;
+        let flags = if detached {
+            flags | FLAG_DETACHED
+        } else {
+            flags
+        };
+        self.header_array(DATA_VERSION_2, flags)
+    }
+
+    fn header_array(&self, version: u8, flags: u8) -> [u8; DATA_HEADER_LEN] {
         let mut a = [0u8; DATA_HEADER_LEN];
         a[..2].copy_from_slice(&MAGIC);
-        a[2] = VERSION;
+        a[2] = version;
         a[3] = msg_type::DATA;
-        a[4] = self.flags;
+        a[4] = flags;
         // a[5..8]: sub-type, sub2 and reserved, all zero.
         a[8..24].copy_from_slice(&self.publisher.0);
         a[24..32].copy_from_slice(&self.epoch.to_be_bytes());
@@ -309,54 +340,107 @@ impl DataHeader {
         a
     }
 
-    /// Decodes a header frame.
+    /// Decodes a header frame (the first 48 bytes; of version 1 or 2). [`FLAG_DETACHED`] is
+    /// cleared (a layout flag, reserved in version 1).
     pub fn decode(frame: &[u8]) -> Result<Self, WireError> {
+        Self::decode_v(frame).map(|(h, _, _)| h)
+    }
+
+    /// Decodes a header frame; also returns its version byte and whether it was detached.
+    fn decode_v(frame: &[u8]) -> Result<(Self, u8, bool), WireError> {
         let mut r = Reader::new(frame);
         let p = read_prefix(&mut r)?;
         if p.ty != msg_type::DATA {
             return Err(WireError::UnexpectedType(p.ty));
         }
-        Ok(DataHeader {
-            flags: p.flags,
+        let h = DataHeader {
+            flags: p.flags & !FLAG_DETACHED,
             publisher: r.id()?,
             epoch: r.u64()?,
             seq: r.u64()?,
             timestamp_ms: r.u64()?,
-        })
+        };
+        Ok((h, p.version, p.flags & FLAG_DETACHED != 0))
     }
 }
 
-/// A whole DATA message: `[stream][header][payload...]`.
+/// A whole DATA message: `[stream][header][payload...]` (RPUB/1) or
+/// `[stream][header + payload 1][payload 2...]` (RPUB/2, §5.1.1), decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataMessage {
     /// Stream name (frame 1).
     pub stream: Bytes,
-    /// The header (frame 2).
+    /// The header (frame 2; [`FLAG_DETACHED`] is never set here).
     pub header: DataHeader,
     /// Application payload frames (zero or more).
     pub payload: Vec<Bytes>,
 }
 
+/// Whether an RPUB/2 encoder attaches a first payload frame of `len` bytes to the header.
+pub fn attaches(len: usize) -> bool {
+    DATA_HEADER_LEN + len <= ATTACH_MAX
+}
+
 impl DataMessage {
-    /// Encodes to ZMTP frames.
+    /// Encodes to ZMTP frames, RPUB/1 layout.
     pub fn encode(&self) -> Vec<Bytes> {
         let mut v = Vec::with_capacity(2 + self.payload.len());
         v.push(self.stream.clone());
-        v.push(self.header.encode());
+        v.push(Bytes::copy_from_slice(
+            &self
+                .header
+                .header_array(VERSION, self.header.flags & !FLAG_DETACHED),
+        ));
         v.extend(self.payload.iter().cloned());
         v
     }
 
-    /// Decodes from ZMTP frames.
+    /// Encodes to ZMTP frames, RPUB/2 layout: the first payload frame is attached to the
+    /// header if [`attaches`] says so, else the message is sent detached.
+    pub fn encode_v2(&self) -> Vec<Bytes> {
+        let mut v = Vec::with_capacity(2 + self.payload.len());
+        v.push(self.stream.clone());
+        match self.payload.split_first() {
+            Some((first, rest)) if attaches(first.len()) => {
+                let mut b = BytesMut::with_capacity(DATA_HEADER_LEN + first.len());
+                b.put_slice(&self.header.to_array_v2(false));
+                b.put_slice(first);
+                v.push(b.freeze());
+                v.extend(rest.iter().cloned());
+            }
+            _ => {
+                v.push(Bytes::copy_from_slice(&self.header.to_array_v2(true)));
+                v.extend(self.payload.iter().cloned());
+            }
+        }
+        v
+    }
+
+    /// Encodes in the layout of `version` (2: [`DataMessage::encode_v2`], else RPUB/1).
+    pub fn encode_version(&self, version: u8) -> Vec<Bytes> {
+        if version == DATA_VERSION_2 {
+            self.encode_v2()
+        } else {
+            self.encode()
+        }
+    }
+
+    /// Decodes from ZMTP frames (either version).
     pub fn decode(frames: &[Bytes]) -> Result<Self, WireError> {
         if frames.len() < 2 {
             return Err(WireError::MissingFrame);
         }
         validate_stream_name(&frames[0])?;
+        let (header, version, detached) = DataHeader::decode_v(&frames[1])?;
+        let mut payload = Vec::with_capacity(frames.len() - 1);
+        if version == DATA_VERSION_2 && !detached {
+            payload.push(frames[1].slice(DATA_HEADER_LEN..));
+        }
+        payload.extend(frames[2..].iter().cloned());
         Ok(DataMessage {
             stream: frames[0].clone(),
-            header: DataHeader::decode(&frames[1])?,
-            payload: frames[2..].to_vec(),
+            header,
+            payload,
         })
     }
 
@@ -367,15 +451,28 @@ impl DataMessage {
             return Err(WireError::MissingFrame);
         }
         validate_stream_name(&frames[0])?;
-        let header = DataHeader::decode(&frames[1])?;
-        let mut head = frames.drain(..2);
-        let stream = head.next().ok_or(WireError::MissingFrame)?;
-        drop(head);
+        let stream = frames.remove(0);
+        let (header, payload) = Self::decode_rest(frames)?;
         Ok(DataMessage {
             stream,
             header,
-            payload: frames,
+            payload,
         })
+    }
+
+    /// Decodes the frames after the stream frame (header frame first), which it takes over:
+    /// returns the header and the payload frames, in the same vector. The caller checks the
+    /// stream name ([`validate_stream_name`]).
+    pub fn decode_rest(mut frames: Vec<Bytes>) -> Result<(DataHeader, Vec<Bytes>), WireError> {
+        let first = frames.first().ok_or(WireError::MissingFrame)?;
+        let (header, version, detached) = DataHeader::decode_v(first)?;
+        if version == DATA_VERSION_2 && !detached {
+            // The header frame becomes the first payload frame.
+            bytes::Buf::advance(&mut frames[0], DATA_HEADER_LEN);
+        } else {
+            frames.remove(0);
+        }
+        Ok((header, frames))
     }
 }
 
@@ -665,11 +762,17 @@ impl ReplayReply {
         }
     }
 
-    /// Encodes to ZMTP frames `[stream][body][payload...]`.
+    /// Encodes to ZMTP frames `[stream][body][payload...]` (a RETX in the RPUB/1 layout).
     pub fn encode(&self) -> Vec<Bytes> {
+        self.encode_version(VERSION)
+    }
+
+    /// Encodes to ZMTP frames; a RETX in the DATA layout of `version` (1 or 2, see
+    /// [`DataMessage::encode_version`]); the other replies have one layout.
+    pub fn encode_version(&self, version: u8) -> Vec<Bytes> {
         let mut b = BytesMut::with_capacity(52);
         let stream = match self {
-            ReplayReply::Retransmission(m) => return m.encode(),
+            ReplayReply::Retransmission(m) => return m.encode_version(version),
             ReplayReply::Join {
                 publisher,
                 epoch,
@@ -1445,9 +1548,24 @@ mod tests {
         }
         .encode()
         .to_vec();
-        h[2] = 2;
+        h[2] = 3;
         assert_eq!(
             DataHeader::decode(&h),
+            Err(WireError::UnsupportedVersion(3))
+        );
+        // §4: version 2 exists for DATA only; any other type of version 2 is ignored.
+        let mut hb = Heartbeat {
+            publisher: PUB,
+            epoch: 1,
+            timestamp_ms: 0,
+            streams: Vec::new(),
+        }
+        .encode_body()
+        .unwrap()
+        .to_vec();
+        hb[2] = DATA_VERSION_2;
+        assert_eq!(
+            Heartbeat::decode_body(&hb),
             Err(WireError::UnsupportedVersion(2))
         );
         h[0] = b'X';
@@ -1503,15 +1621,104 @@ mod tests {
             }
         }
         let blocks: Vec<Vec<u8>> = blocks.into_iter().filter(|b| b[0] == b'R').collect();
-        assert_eq!(blocks.len(), 2, "data header and heartbeat examples");
+        assert_eq!(
+            blocks.len(),
+            3,
+            "data header, RPUB/2 data and heartbeat examples"
+        );
         let h = DataHeader::decode(&blocks[0]).unwrap();
         assert_eq!((h.epoch, h.seq, h.timestamp_ms), (7, 42, 1_763_800_000_000));
         assert_eq!(h.publisher, PUB);
-        let hb = Heartbeat::decode_body(&blocks[1]).unwrap();
+        // §5.1.1: the same header, version 2, with the payload "tick" in the same frame.
+        let m = DataMessage::decode(&[
+            Bytes::from_static(b"prices"),
+            Bytes::copy_from_slice(&blocks[1]),
+        ])
+        .unwrap();
+        assert_eq!(m.header, h);
+        assert_eq!(m.payload, [Bytes::from_static(b"tick")]);
+        let hb = Heartbeat::decode_body(&blocks[2]).unwrap();
         assert_eq!(hb.streams.len(), 1);
         assert_eq!(&hb.streams[0].stream[..], b"prices");
         assert_eq!((hb.streams[0].newest, hb.streams[0].oldest), (42, 1));
-        assert_eq!(hb.encode_body().unwrap()[..], blocks[1][..]);
+        assert_eq!(hb.encode_body().unwrap()[..], blocks[2][..]);
+    }
+
+    /// §5.1.1 (RPUB/2 DATA): the header and a small first payload frame share frame 2; an
+    /// empty or large payload goes detached; both versions decode to the same message, by
+    /// reference and owned, live and as RETX.
+    #[test]
+    fn data_v2_layout_spec_5_1_1() {
+        let header = DataHeader {
+            flags: 0,
+            publisher: PUB,
+            epoch: 7,
+            seq: 42,
+            timestamp_ms: 1_763_800_000_000,
+        };
+        let m = |payload: Vec<Bytes>| DataMessage {
+            stream: Bytes::from_static(b"prices"),
+            header,
+            payload,
+        };
+        let tick = m(vec![Bytes::from_static(b"tick")]);
+        let f = tick.encode_v2();
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            hex(&f[1]),
+            "5250020100000000\
+             00112233445566778899aabbccddeeff\
+             0000000000000007\
+             000000000000002a\
+             0000019aaaac2600\
+             7469636b"
+        );
+        let large = Bytes::from(vec![7u8; ATTACH_MAX]);
+        let cases = [
+            (tick.clone(), 2, false),
+            (m(vec![]), 2, true),
+            (m(vec![Bytes::new()]), 2, false),
+            (
+                m(vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]),
+                3,
+                false,
+            ),
+            (m(vec![large.clone()]), 3, true),
+            (m(vec![large, Bytes::from_static(b"b")]), 4, true),
+        ];
+        for (msg, frames, detached) in cases {
+            let f = msg.encode_v2();
+            assert_eq!(f.len(), frames, "{msg:?}");
+            assert_eq!(f[1][2], DATA_VERSION_2);
+            assert_eq!(f[1][4] & FLAG_DETACHED != 0, detached, "{msg:?}");
+            assert_eq!(DataMessage::decode(&f).unwrap(), msg);
+            assert_eq!(DataMessage::decode_owned(f.clone()).unwrap(), msg);
+            assert_eq!(
+                decode_data_channel(&f),
+                Ok(DataChannelMessage::Data(msg.clone()))
+            );
+            assert_eq!(DataMessage::decode(&msg.encode()).unwrap(), msg);
+            let mut retx = msg.clone();
+            retx.header.flags = FLAG_RETRANSMISSION;
+            let r = ReplayReply::Retransmission(retx);
+            let rf = r.encode_version(DATA_VERSION_2);
+            assert_eq!(rf[1][4] & FLAG_RETRANSMISSION, FLAG_RETRANSMISSION);
+            assert_eq!(ReplayReply::decode(&rf), Ok(r.clone()));
+            assert_eq!(ReplayReply::decode(&r.encode()), Ok(r));
+        }
+        // A detached header frame's trailing bytes are ignored (§4), not payload.
+        let mut f = m(vec![]).encode_v2();
+        let mut h = f[1].to_vec();
+        h.extend_from_slice(b"future");
+        f[1] = Bytes::from(h);
+        assert_eq!(DataMessage::decode(&f).unwrap(), m(vec![]));
+        // A version-2 header frame shorter than 48 bytes is malformed.
+        let short = [
+            Bytes::from_static(b"prices"),
+            tick.encode_v2()[1].slice(..47),
+        ];
+        assert!(DataMessage::decode(&short).is_err());
+        assert!(DataMessage::decode_owned(short.to_vec()).is_err());
     }
 
     /// Decoders never panic: every truncation and many random mutations of valid messages.
