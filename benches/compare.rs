@@ -5,7 +5,7 @@
 //!                                                  BENCHMARKS.{md,json,svg}
 //! cargo bench --bench compare -- --quick           tiny counts, prints only
 //! cargo bench --bench compare -- --only tcp,lat    only cases whose id contains a filter
-//! options: --reps N (default 3), --write (write the files even when filtered or quick),
+//! options: --reps N (default 5), --write (write the files even when filtered or quick),
 //!          --no-pinned (skip the `taskset -c 1` latency re-run), --imp ferromq|libzmq|zmq.rs
 //!          (run only that implementation, e.g. under a profiler)
 //! ```
@@ -260,7 +260,7 @@ fn parse_opts() -> Opts {
     let mut o = Opts {
         quick: false,
         only: Vec::new(),
-        reps: 3,
+        reps: 5,
         write: false,
         pinned: true,
         pinned_child: false,
@@ -277,7 +277,7 @@ fn parse_opts() -> Opts {
                     o.only.extend(f.split(',').map(str::to_string));
                 }
             }
-            "--reps" => o.reps = it.next().and_then(|n| n.parse().ok()).unwrap_or(3).max(1),
+            "--reps" => o.reps = it.next().and_then(|n| n.parse().ok()).unwrap_or(5).max(1),
             "--write" => force_write = true,
             "--no-pinned" => o.pinned = false,
             "--imp" => o.imps.extend(
