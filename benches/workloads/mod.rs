@@ -176,6 +176,23 @@ macro_rules! zmq_like {
                 }
             }
 
+            /// Drops a context on a thread of its own, waiting at most 10 s: libzmq's context
+            /// termination can hang for good despite LINGER 0 (libzmq issue #2586; seen here
+            /// under load at the end of `pubsub`). A hung one is left behind, not the run.
+            fn retire(ctx: $c::Context) {
+                let (tx, rx) = mpsc::channel::<()>();
+                std::thread::spawn(move || {
+                    drop(ctx);
+                    let _ = tx.send(());
+                });
+                if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                    eprintln!(
+                        "{}: context termination still blocked after 10 s, left behind",
+                        stringify!($name)
+                    );
+                }
+            }
+
             fn join<T>(h: std::thread::JoinHandle<Result<T, String>>) -> Result<T, String> {
                 h.join()
                     .map_err(|_| format!("{}: thread panicked", stringify!($name)))?
@@ -316,6 +333,8 @@ macro_rules! zmq_like {
                         let secs =
                             start.map_or(1e-9, |s: Instant| s.elapsed().as_secs_f64().max(1e-9));
                         done_tx.send((n, secs)).map_err(e)?;
+                        drop(sub);
+                        retire(sctx);
                         Ok(())
                     }));
                 }
@@ -357,6 +376,8 @@ macro_rules! zmq_like {
                 // Every subscriber has gone: drop what is still queued for them (with the
                 // default infinite linger libzmq's context termination waits for it forever).
                 publ.set_linger(0).map_err(e)?;
+                drop(publ);
+                retire(ctx);
                 let delivered: u64 = results.iter().map(|r| r.0).sum();
                 Ok(Fanout {
                     delivered_per_sec: results.iter().map(|(n, s)| *n as f64 / s).sum(),
