@@ -1599,7 +1599,14 @@ impl Engine {
             if !c.pending.is_empty() {
                 match &inp {
                     Some(inp) => {
-                        inp.push_many(&mut c.pending);
+                        if inp.push_many(&mut c.pending) == 0 && inp.is_closed() {
+                            // The socket dropped this peer (a subscriber cut off, say): stop
+                            // reading, or a peer writing as fast as this thread reads would
+                            // keep it here; the pipe's notification removes the session.
+                            c.pending.clear();
+                            c.paused = true;
+                            return Ok(());
+                        }
                     }
                     None => c.pending.clear(),
                 }
