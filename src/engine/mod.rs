@@ -68,6 +68,8 @@ const ZAP_ENDPOINT: &str = "zeromq.zap.01";
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Messages decoded before handing them to the socket under one pipe lock.
 const DECODE_BATCH: usize = 256;
+/// Reads of one connection per turn of the event loop (up to 1 MiB with 64 KiB reads).
+const READ_BUDGET: usize = 16;
 /// Slices per `writev`.
 const MAX_IOV: usize = 64;
 
@@ -192,6 +194,7 @@ impl EngineHandle {
             scratch: Vec::new(),
             draining: false,
             barred: Vec::new(),
+            reread: Vec::new(),
             subs: HashMap::new(),
             read_buf: vec![0; READ_CHUNK],
             inproc,
@@ -565,6 +568,9 @@ struct Engine {
     /// Connections that hit their subscription barrier while commands were being applied:
     /// released when the drain ends.
     barred: Vec<usize>,
+    /// Connections whose read loop stopped at [`READ_BUDGET`] with data still waiting: read
+    /// again after this turn's other events (edge-triggered: no new event would say so).
+    reread: Vec<usize>,
     /// SUB/XSUB sockets' subscriptions (counted), sent to each new connection.
     subs: HashMap<u64, crate::pattern::trie::Trie>,
     /// Where small reads land before they are appended to a connection's buffer.
@@ -603,7 +609,7 @@ impl Engine {
             // Declare the sleep before the last look at the mailbox (the Doorbell pairs
             // with this): a command sent after the look finds `asleep` and rings.
             self.bell.asleep.store(true, Ordering::SeqCst);
-            let timeout = if self.rx.is_empty() {
+            let timeout = if self.rx.is_empty() && self.reread.is_empty() {
                 self.next_timeout()
             } else {
                 Some(Duration::ZERO)
@@ -622,6 +628,13 @@ impl Engine {
                 if tok != WAKER {
                     let hup = ev.is_read_closed() || ev.is_error();
                     self.io_event(tok.0, hup);
+                }
+            }
+            for tok in std::mem::take(&mut self.reread) {
+                // (A token reused by a new connection meanwhile costs one read.)
+                if matches!(self.io.get(tok), Some(Io::Conn(c)) if matches!(c.state, ConnState::Active))
+                {
+                    self.drive(tok, true);
                 }
             }
             self.fire_timers();
@@ -1381,6 +1394,7 @@ impl Engine {
         // needed to see it would block, saving a syscall per wake-up (two per REQ/REP round
         // trip). Not once the peer's side closed: its FIN raised no edge of its own.
         let mut drained = false;
+        let mut reads = 0;
         loop {
             self.process_input(tok)?;
             let Some(Io::Conn(c)) = self.io.get_mut(tok) else {
@@ -1395,6 +1409,16 @@ impl Engine {
                 }
                 return Ok(());
             }
+            if reads == READ_BUDGET {
+                // A peer writing faster than this thread decodes (with RCVHWM 0 nothing
+                // pauses it) must not keep the other connections waiting: come back to it
+                // after them.
+                if !self.reread.contains(&tok) {
+                    self.reread.push(tok);
+                }
+                return Ok(());
+            }
+            reads += 1;
             // Small reads go through one engine-wide scratch buffer (zeroed once) and are
             // appended: an idle connection holds no read buffer, and no per-read memset.
             // The rest of a large frame (the decoder reserved room for it) is read in
