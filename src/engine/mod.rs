@@ -1403,7 +1403,7 @@ impl Engine {
             if c.paused {
                 return Ok(());
             }
-            if drained {
+            if drained && !c.hup {
                 if c.rbuf.is_empty() && c.large.is_none() {
                     c.rbuf = BytesMut::new();
                 }
@@ -1442,7 +1442,7 @@ impl Engine {
                 match r {
                     Ok(0) => return Err(Close::Eof),
                     Ok(n) => {
-                        drained = n < asked + LONG_HEADER && !c.hup;
+                        drained = n < asked + LONG_HEADER;
                         large.advance(n.min(asked));
                         c.rbuf.extend_from_slice(&head[..n.saturating_sub(asked)]);
                         c.last_rx = Instant::now();
@@ -1489,7 +1489,6 @@ impl Engine {
                 }
                 r
             };
-            drained &= !c.hup;
             match res {
                 Ok(0) => return Err(Close::Eof),
                 Ok(_) => c.last_rx = Instant::now(),
