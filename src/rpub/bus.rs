@@ -177,41 +177,49 @@ fn inproc_name(kind: &str) -> String {
     )
 }
 
-/// Receives one whole message without blocking (`Ok(None)` when nothing is queued).
-pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
-    let first = match s.recv_msg(DONTWAIT) {
-        Ok(m) => m,
-        Err(ZmqError::EAGAIN) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut more = first.get_more();
-    // Replay messages have up to three frames (stream, header, payload): no regrowth.
-    let mut frames = Vec::with_capacity(if more { 4 } else { 1 });
-    frames.push(first.into_bytes());
+/// The first frame of a message, without blocking (`Ok(None)` when nothing is queued).
+fn recv_first(s: &Socket) -> Result<Option<crate::Message>, ZmqError> {
+    match s.recv_msg(DONTWAIT) {
+        Ok(m) => Ok(Some(m)),
+        Err(ZmqError::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Appends the frames after one whose MORE flag was `more` (they are already there: a
+/// message is delivered whole).
+fn recv_rest(s: &Socket, mut more: bool, out: &mut Vec<Bytes>) -> Result<(), ZmqError> {
     while more {
         let m = s.recv_msg(0)?;
         more = m.get_more();
-        frames.push(m.into_bytes());
+        out.push(m.into_bytes());
     }
+    Ok(())
+}
+
+/// Receives one whole message without blocking (`Ok(None)` when nothing is queued).
+pub(crate) fn recv_frames(s: &Socket) -> Result<Option<Vec<Bytes>>, ZmqError> {
+    let Some(first) = recv_first(s)? else {
+        return Ok(None);
+    };
+    let more = first.get_more();
+    // Replay messages have up to three frames (stream, header, payload): no regrowth.
+    let mut frames = Vec::with_capacity(if more { 4 } else { 1 });
+    frames.push(first.into_bytes());
+    recv_rest(s, more, &mut frames)?;
     Ok(Some(frames))
 }
 
 /// Receives one whole message without blocking, as its first frame (not turned into
 /// [`Bytes`]: the data channel only looks at the stream name) and the frames after it.
 fn recv_split(s: &Socket) -> Result<Option<(crate::Message, Vec<Bytes>)>, ZmqError> {
-    let first = match s.recv_msg(DONTWAIT) {
-        Ok(m) => m,
-        Err(ZmqError::EAGAIN) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(first) = recv_first(s)? else {
+        return Ok(None);
     };
-    let mut more = first.get_more();
+    let more = first.get_more();
     // DATA has one or two frames after the stream: no regrowth for them.
     let mut rest = Vec::with_capacity(if more { 2 } else { 0 });
-    while more {
-        let m = s.recv_msg(0)?;
-        more = m.get_more();
-        rest.push(m.into_bytes());
-    }
+    recv_rest(s, more, &mut rest)?;
     Ok(Some((first, rest)))
 }
 
