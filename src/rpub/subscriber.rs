@@ -196,6 +196,20 @@ enum Phase {
     Active,
 }
 
+/// An [`Out`] over `$s`'s fields (a macro, not a method: the caller keeps borrowing
+/// `$s.publishers` meanwhile, which a `&mut self` method would not allow).
+macro_rules! out {
+    ($s:ident) => {
+        Out {
+            cfg: &$s.config,
+            ready: &mut $s.ready,
+            outbox: &mut $s.outbox,
+            stats: &mut $s.stats,
+            slow: &mut $s.slow,
+        }
+    };
+}
+
 /// Outputs shared by the stream machines.
 struct Out<'a> {
     cfg: &'a SubscriberConfig,
@@ -1005,13 +1019,7 @@ impl Subscriber {
             let Some(ps) = self.publishers.get_mut(&publisher) else {
                 return false;
             };
-            let mut out = Out {
-                cfg: &self.config,
-                ready: &mut self.ready,
-                outbox: &mut self.outbox,
-                stats: &mut self.stats,
-                slow: &mut self.slow,
-            };
+            let mut out = out!(self);
             for st in ps.streams.values_mut() {
                 st.flush(now, &mut out);
             }
@@ -1065,13 +1073,7 @@ impl Subscriber {
         };
         let name = intern(stream);
         let mut st = StreamState::new(publisher, epoch, name.clone());
-        let mut out = Out {
-            cfg: &self.config,
-            ready: &mut self.ready,
-            outbox: &mut self.outbox,
-            stats: &mut self.stats,
-            slow: &mut self.slow,
-        };
+        let mut out = out!(self);
         let start = match (resume, policy) {
             (Some(j), _) => Ok(j),
             (None, JoinPolicy::FromNow) => Ok(match first_seq {
@@ -1111,13 +1113,7 @@ impl Subscriber {
         let Some(st) = ps.streams.get_mut(stream) else {
             return;
         };
-        let mut out = Out {
-            cfg: &self.config,
-            ready: &mut self.ready,
-            outbox: &mut self.outbox,
-            stats: &mut self.stats,
-            slow: &mut self.slow,
-        };
+        let mut out = out!(self);
         f(st, &mut out);
     }
 
@@ -1157,13 +1153,7 @@ impl Subscriber {
                             payload,
                             retransmitted: h.is_retransmission(),
                         };
-                        let mut out = Out {
-                            cfg: &self.config,
-                            ready: &mut self.ready,
-                            outbox: &mut self.outbox,
-                            stats: &mut self.stats,
-                            slow: &mut self.slow,
-                        };
+                        let mut out = out!(self);
                         st.on_message(h.seq, b, now, &mut out);
                         return;
                     }
@@ -1274,13 +1264,7 @@ impl Subscriber {
     /// Runs timers (request retries, join retries, publisher liveness) and returns every
     /// replay request to send now (including those produced by earlier `handle_*` calls).
     pub fn poll_timers(&mut self, now_ms: u64) -> Vec<ReplayRequest> {
-        let mut out = Out {
-            cfg: &self.config,
-            ready: &mut self.ready,
-            outbox: &mut self.outbox,
-            stats: &mut self.stats,
-            slow: &mut self.slow,
-        };
+        let mut out = out!(self);
         for (&id, ps) in self.publishers.iter_mut() {
             if !ps.lost_reported
                 && now_ms.saturating_sub(ps.last_heard) > out.cfg.publisher_timeout_ms
