@@ -127,16 +127,12 @@ pub fn decode_frames(data: &[u8]) -> u64 {
     } else {
         usize::MAX
     };
-    let frames = decode_chunks(data, max, small, large_min);
+    let frames = feed_decoder(chunks(data), max, small, large_min);
     if small {
-        let plain = decode_chunks(data, max, false, usize::MAX);
+        let plain = feed_decoder(chunks(data), max, false, usize::MAX);
         assert_eq!(frames, plain, "decode_small differs from decode");
     }
     check_reencoding(&frames, max)
-}
-
-fn decode_chunks(data: &[u8], max: Option<u64>, small: bool, large_min: usize) -> Vec<Frame> {
-    feed_decoder(chunks(data), max, small, large_min)
 }
 
 /// Decodes the frames of `input`, fed in its chunks, until the input ends or an error: with
