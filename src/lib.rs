@@ -25,6 +25,15 @@
 //! - [`pattern`]: pipes and the routing helpers that socket types are composed from;
 //! - `engine`: the mio I/O thread that drives connections;
 //! - [`Context`], [`Socket`], [`Message`], [`Error`]: the public, zmq-compatible API.
+//!
+//! **Waiting for a reply spins briefly.** A blocking receive on a socket that has sent a
+//! message since its last receive (a REQ awaiting its reply, a REP awaiting the next request,
+//! a DEALER in a request loop) first spins for up to 50 us, yielding the CPU after the first
+//! 10 us, before it sleeps: catching the reply awake saves the two system calls and the
+//! cross-core wake-up of a sleep (on the 2-vCPU VMs of `BENCHMARKS.md`, half a round trip
+//! 20 -> 10 us). Receives that follow receives (PULL, SUB) never spin, and nothing spins when
+//! the process may use only one CPU. The environment variable `FERROMQ_SPIN_US` sets the
+//! budget in microseconds (`0` turns spinning off).
 #![forbid(unsafe_code)]
 // No unwrap/expect outside tests: bytes from the network must never panic the process.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

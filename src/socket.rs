@@ -21,7 +21,7 @@ use crate::monitor::EventReceiver;
 use crate::options::Options;
 use crate::pattern::{self, Frame, Msg, Pattern, Peer, Pipe, RecvError, SendError};
 use crate::poll::{PollEvents, PollItem, POLLIN, POLLOUT};
-use crate::shared::{MailEvent, SocketShared};
+use crate::shared::{spin_budget, MailEvent, SocketShared};
 use crate::{SocketType, DONTWAIT, SNDMORE};
 
 /// Something that can be sent with [`Socket::send`]: anything convertible into a
@@ -60,6 +60,10 @@ struct Core {
     in_frames: VecDeque<Frame>,
     in_meta: Option<Arc<Metadata>>,
     rcvmore: bool,
+    /// A whole message went out since the last one came in: the next receive most likely
+    /// waits for a reply (or, on REP, for the request after the reply), so it spins briefly
+    /// before sleeping (see [`Signal::wait_spinning`](crate::shared::Signal)).
+    awaiting_reply: bool,
     last_endpoint: String,
 }
 
@@ -94,6 +98,7 @@ impl Core {
                     Msg::Many(v) => self.in_frames.extend(v),
                 }
                 self.in_meta = meta;
+                self.awaiting_reply = false;
                 Ok(true)
             }
             Ok(None) => Ok(false),
@@ -148,6 +153,7 @@ impl Socket {
                 in_frames: VecDeque::new(),
                 in_meta: None,
                 rcvmore: false,
+                awaiting_reply: false,
                 last_endpoint: String::new(),
             }),
         })
@@ -163,6 +169,7 @@ impl Socket {
         core: &mut Core,
         nonblocking: bool,
         timeout_ms: i32,
+        spin: Duration,
         mut ready: impl FnMut(&mut Core) -> Result<bool>,
     ) -> Result<()> {
         let mut deadline_at = None;
@@ -184,7 +191,7 @@ impl Socket {
             if ready(core)? {
                 return Ok(());
             }
-            if !self.shared.signal.wait(seen, deadline) {
+            if !self.shared.signal.wait_spinning(seen, deadline, spin) {
                 return Err(Error::EAGAIN);
             }
         }
@@ -198,7 +205,10 @@ impl Socket {
         let mut deadline_at = None;
         loop {
             match core.pattern.send(msg, force) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    core.awaiting_reply = true;
+                    return Ok(());
+                }
                 Err(SendError::WouldBlock(back)) if !nonblocking => msg = back,
                 Err(e) => return Err(send_error(e)),
             }
@@ -209,7 +219,10 @@ impl Socket {
             let seen = self.shared.signal.seq();
             core.process_mail(&self.shared);
             match core.pattern.send(msg, force) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    core.awaiting_reply = true;
+                    return Ok(());
+                }
                 Err(SendError::WouldBlock(back)) => msg = back,
                 Err(e) => return Err(send_error(e)),
             }
@@ -368,9 +381,13 @@ impl Socket {
             // The first frame of a multipart message decides: wait until the pattern can
             // take a message, so a multipart message never blocks halfway.
             let timeout = core.opts.sndtimeo;
-            self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, |c| {
-                c.pattern.admit(&frame).map_err(send_error)
-            })?;
+            self.wait_until(
+                &mut core,
+                flags & DONTWAIT != 0,
+                timeout,
+                Duration::ZERO,
+                |c| c.pattern.admit(&frame).map_err(send_error),
+            )?;
             core.out_admitted = true;
         }
         core.out_frames.push(frame);
@@ -416,7 +433,12 @@ impl Socket {
         let mut core = self.core();
         if core.in_frames.is_empty() {
             let timeout = core.opts.rcvtimeo;
-            self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, Core::fetch)?;
+            let spin = if core.awaiting_reply {
+                spin_budget()
+            } else {
+                Duration::ZERO
+            };
+            self.wait_until(&mut core, flags & DONTWAIT != 0, timeout, spin, Core::fetch)?;
         }
         let frame = core.in_frames.pop_front().unwrap_or_default();
         let more = !core.in_frames.is_empty();
