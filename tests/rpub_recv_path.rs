@@ -229,6 +229,55 @@ fn background_thread_repairs_while_the_application_does_not_receive() {
     assert!(tail.retransmitted > 0);
 }
 
+/// The application receives, then stalls while the publisher floods: the sans-IO queue
+/// reaches `max_pending`, reading stops, the HWMs overflow; when the application receives
+/// again, reading resumes (taking deliveries wakes the background thread) and every message
+/// arrives once, in order, the dropped ones repaired.
+#[test]
+fn reading_resumes_after_max_pending_when_the_application_catches_up() {
+    let ctx = Context::new();
+    let n = 5_000;
+    let first = 100;
+    let mut pc = ReliablePublisherConfig {
+        data_bind: vec![ANY.into()],
+        replay_bind: vec![ANY.into()],
+        sndhwm: 100,
+        protocol: PublisherConfig {
+            heartbeat_initial_ms: 10,
+            heartbeat_max_ms: 200,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    pc.retention.max_messages = pc.retention.max_messages.max(n as usize);
+    let p = ReliablePublisher::start(&ctx, pc).expect("publisher");
+    let sub = ReliableSubscriber::start(
+        &ctx,
+        ReliableSubscriberConfig {
+            data_connect: p.data_endpoints().to_vec(),
+            replay_connect: p.replay_endpoints().to_vec(),
+            subscriptions: vec![(STREAM.to_vec(), JoinPolicy::FromSeq(1))],
+            rcvhwm: 100,
+            channel: 64,
+            max_pending: 256,
+            ..Default::default()
+        },
+    )
+    .expect("subscriber");
+    let got = AtomicU64::new(0);
+    publish_range(&p, 0..first);
+    let head = receive_until(&sub, &got, first, false);
+    publish_range(&p, first..n);
+    // Reading stops at max_pending while the application does not receive.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sub.stats().delivered < first + 256 {
+        assert!(Instant::now() < deadline, "never filled: {:?}", sub.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let tail = receive_until(&sub, &got, n, false);
+    assert_complete_in_order(&[&head, &tail], n);
+}
+
 /// A thread inside `recv` when the subscriber's context is terminated returns
 /// [`BusError::Closed`], and the context's `destroy` then completes (the subscriber is
 /// dropped by that thread).

@@ -1373,8 +1373,8 @@ impl ReliableSubscriber {
         }
     }
 
-    /// The next delivery, blocking until one arrives ([`BusError::Closed`] if the thread
-    /// stopped).
+    /// The next delivery, blocking until one arrives ([`BusError::Closed`] once the bus
+    /// closed: the background thread stopped or the context was terminated).
     pub fn recv(&self) -> Result<Delivery, BusError> {
         self.take(None)
     }
