@@ -1,10 +1,11 @@
 //! The reliable bus on real sockets: [`ReliablePublisher`] and [`ReliableSubscriber`].
 //!
-//! Each runs one background thread that owns its sockets and drives the sans-IO machine
-//! ([`Publisher`], [`Subscriber`]) with [`crate::poll`] and timers: the thread sleeps until a
-//! socket is readable or the next timer (heartbeat, repair retry, discovery renewal) is due.
+//! Each runs one background thread that drives the sans-IO machine ([`Publisher`],
+//! [`Subscriber`]) with timers: the thread sleeps until one of its sockets is readable or the
+//! next timer (heartbeat, repair retry, discovery renewal) is due. On both sides the data path
+//! runs in the application's threads as well (see below).
 //!
-//! | Channel   | Publisher thread         | Subscriber thread                  |
+//! | Channel   | Publisher                | Subscriber                         |
 //! |-----------|--------------------------|------------------------------------|
 //! | data      | PUB (bind and/or connect)| SUB (connect and/or bind)          |
 //! | replay    | ROUTER (bind)            | one DEALER per publisher replay endpoint |
@@ -27,10 +28,25 @@
 //! and serves the replay ROUTER; a publish that brings the next heartbeat forward (the first
 //! one after an idle spell) wakes it. The PUB socket never blocks: a slow subscriber's
 //! messages are dropped at its HWM and repaired later from retention.
-//! On the subscriber, deliveries wait in a bounded channel (`channel`, default 1024) and then
-//! in the sans-IO queue; when that queue reaches `max_pending` (default 16 384) the thread stops
-//! reading its sockets until the application catches up (the PUB then drops at the HWM and
-//! the subscriber repairs later — no message is lost while retention lasts).
+//!
+//! **Receiving.** On the subscriber, the SUB, the replay DEALERs and the sans-IO machine sit
+//! behind one mutex shared by the background thread and the threads that call
+//! [`ReliableSubscriber::recv`] (or `recv_timeout`, `try_recv`). A receiving thread takes
+//! deliveries from its inbox (at most `channel`, default 1024, moved at once from the sans-IO
+//! queue); when that is empty it takes the lock, moves queued deliveries, and if there are
+//! none reads the SUB itself without blocking, feeds the machine (sending the repair requests
+//! a gap calls for at once) and takes what that delivered; only then does it sleep, until the
+//! SUB has data or the background thread queued deliveries. Live data thus goes from the SUB
+//! to the application without a hop through another thread. The background thread reads the
+//! replay DEALERs and serves timers (repair retries, publisher liveness), discovery and
+//! [`ReliableSubscriber::add_replay_endpoint`]'s DEALERs, and reads the SUB whenever no thread
+//! is inside `recv`: at once if the application has not received yet, else once the
+//! application has left data there for 2 ms without reading the SUB, so that gaps are found,
+//! repairs requested and flow control applied while the application is slow or not
+//! receiving. Concurrent receivers take deliveries in order (one at a time fills the inbox).
+//! When the sans-IO queue reaches `max_pending` (default 16 384) no thread reads the sockets
+//! until the application catches up (the PUB then drops at the HWM and the subscriber
+//! repairs later — no message is lost while retention lasts).
 //!
 //! ```
 //! use std::time::Duration;
@@ -73,13 +89,13 @@ use super::wire::{
     attaches, decode_cursor, encode_cursor, CursorEntry, DataHeader, Endpoint, Id128, NodeId,
     PublisherId, ReplayReply, WireError, ATTACH_MAX, DATA_VERSION_2, HEARTBEAT_TOPIC,
 };
+use crate::pattern::Notify;
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
 use bytes::{Bytes, BytesMut};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -494,8 +510,6 @@ fn joined<const N: usize>(head: &[u8], body: &[u8]) -> crate::Message {
 
 const OP_WAKE: &[u8] = b"W";
 const OP_STOP: &[u8] = b"S";
-const OP_ADD_REPLAY: &[u8] = b"R";
-const OP_CONNECT_DATA: &[u8] = b"D";
 
 impl ReliablePublisher {
     /// Creates the sockets (binds happen here, so the endpoints are known on return) and
@@ -923,9 +937,10 @@ pub struct ReliableSubscriberConfig {
     /// Protocol tuning (join policy default, repair timers, liveness). The bus default differs
     /// from the spec's in one point: the reorder window is [`DEFAULT_REORDER_WINDOW`].
     pub protocol: SubscriberConfig,
-    /// Deliveries buffered between the thread and `recv` (default 1024).
+    /// Deliveries moved at once from the sans-IO queue to the receiving side, where they
+    /// wait for `recv` (default 1024).
     pub channel: usize,
-    /// Sans-IO queue length at which the thread stops reading sockets (default 16 384; above
+    /// Sans-IO queue length at which the sockets are no longer read (default 16 384; above
     /// `protocol.slow_consumer_threshold`, so `SlowConsumer` is reported before reading
     /// stops).
     pub max_pending: usize,
@@ -991,36 +1006,132 @@ impl AppCursor {
     }
 }
 
-/// The application side of the delivery hand-off: batches from the thread, and what is left
-/// of the last one.
-#[derive(Debug)]
-struct Inbox {
-    rx: Receiver<Vec<Delivery>>,
-    buf: VecDeque<Delivery>,
-    /// Deliveries taken and not yet subtracted from `in_flight`.
-    taken: usize,
+/// A wake-up both sides of the subscriber wait on: [`Doorbell::ring`] moves a sequence and
+/// wakes the waiters, and costs two atomic operations when nobody waits (a socket signal
+/// would lock and call into the kernel every time).
+#[derive(Debug, Default)]
+struct Doorbell {
+    seq: AtomicU64,
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
 }
 
-/// The application side subtracts what it took from `in_flight` (written by the thread too)
-/// once per this many deliveries, and whenever its batch runs out, instead of once per
-/// delivery.
-const TAKEN_REPORT: usize = 64;
+impl Doorbell {
+    /// The current sequence; read it before the checks that precede [`Doorbell::wait`].
+    fn seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
 
-/// A reliable subscriber: a SUB (data) and DEALERs (replay) driven by a background thread;
-/// the application takes [`Delivery`] values in order with [`ReliableSubscriber::recv`].
+    fn ring(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        // A waiter counts itself before it looks at the sequence, and the sequence moved
+        // before this look at the count: either it sees the new sequence or it is counted.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.cv.notify_all();
+        }
+    }
+
+    /// Sleeps until the sequence differs from `seen` or `deadline` passes (`None`: no
+    /// deadline).
+    fn wait(&self, seen: u64, deadline: Option<Instant>) {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while self.seq.load(Ordering::SeqCst) == seen {
+            match deadline {
+                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    g = self
+                        .cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        drop(g);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Notify for Doorbell {
+    fn notify(&self) {
+        self.ring();
+    }
+}
+
+/// Who is woken for what on the subscriber (see the module docs).
+#[derive(Debug, Default)]
+struct Wakes {
+    /// Receiving threads wait on it: data on the SUB, deliveries queued by the background
+    /// thread, the bus closed.
+    rx: Doorbell,
+    /// The background thread waits on it: replay DEALERs, discovery sockets, stop, a
+    /// timer moved earlier by a receiving thread, and data on the SUB while no thread
+    /// receives.
+    bg: Arc<Doorbell>,
+    /// Threads inside [`ReliableSubscriber::take`] that will read the SUB before they sleep.
+    receiving: AtomicUsize,
+    /// The SUB may hold messages nobody has read: set by its wake-up, cleared by a read that
+    /// empties it.
+    sub_unread: AtomicBool,
+    /// Times a receiving thread read the SUB.
+    app_reads: AtomicU64,
+    /// The background thread has left data on the SUB to the application for a while
+    /// ([`DEFER_MS`]) and looks again then: the SUB's wake-up need not ring it meanwhile.
+    deferring: AtomicBool,
+}
+
+/// The SUB's wake-up (the pipes notify it when they receive into an empty SUB that was read
+/// empty): receiving threads, and the background thread if none is inside `recv`.
+struct SubNotify(Arc<Wakes>);
+
+impl Notify for SubNotify {
+    fn notify(&self) {
+        let w = &self.0;
+        w.sub_unread.store(true, Ordering::SeqCst);
+        w.rx.ring();
+        if w.receiving.load(Ordering::SeqCst) == 0 && !w.deferring.load(Ordering::SeqCst) {
+            w.bg.ring();
+        }
+    }
+}
+
+/// How long the background thread leaves data on the SUB to an application thread that is
+/// receiving (it has taken deliveries and will read the SUB when they run out) before it
+/// reads it itself: a slow or absent application still has its data read, gaps found and
+/// flow control applied, and a fast one does not share its data path with the thread.
+const DEFER_MS: u64 = 2;
+
+/// The application side: deliveries moved out of the sans-IO queue, not taken yet.
+#[derive(Debug, Default)]
+struct Inbox {
+    buf: VecDeque<Delivery>,
+}
+
+/// A reliable subscriber: a SUB (data) and DEALERs (replay) read by the threads that call
+/// [`ReliableSubscriber::recv`] and by a background thread; the application takes
+/// [`Delivery`] values in order with [`ReliableSubscriber::recv`].
 #[derive(Debug)]
 pub struct ReliableSubscriber {
-    /// Held while waiting for a batch, so concurrent receivers keep the order.
+    /// Held while a thread takes or waits for deliveries, so concurrent receivers keep the
+    /// order.
     inbox: Mutex<Inbox>,
-    /// Deliveries handed to the application side and not taken yet (bounded by `channel`).
-    in_flight: Arc<AtomicUsize>,
-    ctl: Mutex<Socket>,
+    /// The sockets and the sans-IO machine, shared with the background thread.
+    shared: Arc<Mutex<SubShared>>,
+    wakes: Arc<Wakes>,
+    /// At most this many deliveries move to `inbox` at once (the `channel` setting).
+    channel: usize,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     cursor: Mutex<AppCursor>,
     cursor_file: Option<PathBuf>,
     data_endpoints: Vec<String>,
-    stats: Arc<Mutex<SubscriberStats>>,
     discovered: Arc<Mutex<Vec<PublisherId>>>,
 }
 
@@ -1043,7 +1154,11 @@ impl ReliableSubscriber {
             }
         }
         let mut machine = Subscriber::with_cursor(config.protocol.clone(), entries);
+        let wakes = Arc::new(Wakes::default());
+        let sub_notify: Arc<dyn Notify> = Arc::new(SubNotify(wakes.clone()));
+        let bg_notify: Arc<dyn Notify> = wakes.bg.clone();
         let sub = ctx.socket(SocketType::SUB)?;
+        sub.signal().subscribe(&sub_notify);
         sub.set_rcvhwm(config.rcvhwm)?;
         sub.set_linger(0)?;
         sub.set_reconnect_ivl(config.reconnect_ivl_ms)?;
@@ -1060,70 +1175,65 @@ impl ReliableSubscriber {
         for ep in &config.data_connect {
             sub.connect(ep)?;
         }
-        let mut lp = SubLoop {
+        let mut sh = SubShared {
             ctx: ctx.clone(),
             reconnect_ivl_ms: config.reconnect_ivl_ms,
             sub,
             dealers: Vec::new(),
             route: HashMap::new(),
             machine,
-            ctl: ctx.socket(SocketType::PAIR)?,
-            tx: None,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            channel: config.channel.max(1),
-            max_pending: config.max_pending.max(1),
             clock,
-            stats: Arc::new(Mutex::new(SubscriberStats::default())),
-            disc: None,
-            connect_data: config.connect_side == ConnectSide::SubscribersConnect,
-            publishers: BTreeMap::new(),
-            discovered: Arc::new(Mutex::new(Vec::new())),
+            max_pending: config.max_pending.max(1),
+            paused_total: 0,
+            paused_since: None,
+            wake_at: 0,
+            closed: false,
+            bg_notify,
+            _sub_notify: sub_notify,
         };
         for ep in &config.replay_connect {
-            lp.add_dealer(ep, None)?;
+            sh.add_dealer(ep, None)?;
         }
-        if let Some(d) = &config.discovery {
-            let register = (config.connect_side == ConnectSide::PublishersConnect).then(|| {
-                let eps = data_endpoints
-                    .iter()
-                    .map(|e| Endpoint::new(ENDPOINT_SUBSCRIBE, e.clone()))
-                    .collect();
-                (Id128::random().unwrap_or(Id128([0x5b; 16])), eps)
-            });
-            lp.disc = Some(DiscoveryLink::new(
-                ctx,
-                d,
-                register,
-                true,
-                lp.clock.now_ms(),
-            )?);
-        }
-        let name = inproc_name("sub");
-        lp.ctl.set_linger(0)?;
-        lp.ctl.bind(&name)?;
-        let ctl = ctx.socket(SocketType::PAIR)?;
-        ctl.set_linger(0)?;
-        ctl.connect(&name)?;
-        // Unbounded in batches; bounded in deliveries by `in_flight` <= `channel`.
-        let (tx, rx) = crossbeam_channel::unbounded();
-        lp.tx = Some(tx);
-        let in_flight = lp.in_flight.clone();
+        let disc = match &config.discovery {
+            Some(d) => {
+                let register = (config.connect_side == ConnectSide::PublishersConnect).then(|| {
+                    let eps = data_endpoints
+                        .iter()
+                        .map(|e| Endpoint::new(ENDPOINT_SUBSCRIBE, e.clone()))
+                        .collect();
+                    (Id128::random().unwrap_or(Id128([0x5b; 16])), eps)
+                });
+                let link = DiscoveryLink::new(ctx, d, register, true, clock.now_ms())?;
+                for s in link.sockets() {
+                    s.signal().subscribe(&sh.bg_notify);
+                }
+                Some(link)
+            }
+            None => None,
+        };
+        let shared = Arc::new(Mutex::new(sh));
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = lp.stats.clone();
-        let discovered = lp.discovered.clone();
+        let discovered = Arc::new(Mutex::new(Vec::new()));
+        let mut lp = SubLoop {
+            shared: shared.clone(),
+            wakes: wakes.clone(),
+            disc,
+            connect_data: config.connect_side == ConnectSide::SubscribersConnect,
+            publishers: BTreeMap::new(),
+            discovered: discovered.clone(),
+            defer: None,
+            took_over: None,
+        };
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("rpub-subscriber".into())
             .spawn(move || lp.run(&stop2))
             .map_err(BusError::Io)?;
         Ok(ReliableSubscriber {
-            inbox: Mutex::new(Inbox {
-                rx,
-                buf: VecDeque::new(),
-                taken: 0,
-            }),
-            in_flight,
-            ctl: Mutex::new(ctl),
+            inbox: Mutex::new(Inbox::default()),
+            shared,
+            wakes,
+            channel: config.channel.max(1),
             stop,
             thread: Some(thread),
             cursor: Mutex::new(AppCursor {
@@ -1132,30 +1242,33 @@ impl ReliableSubscriber {
             }),
             cursor_file: config.cursor_file,
             data_endpoints,
-            stats,
             discovered,
         })
     }
 
-    fn control(&self, op: &'static [u8], endpoint: &str) -> Result<(), BusError> {
-        let ctl = self.ctl.lock().map_err(|_| BusError::Closed)?;
-        let frames = [
-            Bytes::from_static(op),
-            Bytes::copy_from_slice(endpoint.as_bytes()),
-        ];
-        send_frames(&ctl, &frames, 0)?;
-        Ok(())
+    fn shared(&self) -> Result<std::sync::MutexGuard<'_, SubShared>, BusError> {
+        self.shared.lock().map_err(|_| BusError::Closed)
     }
 
     /// Adds a publisher's replay endpoint at run time (one more DEALER), e.g. in
     /// publisher-connects mode once the publisher is known.
     pub fn add_replay_endpoint(&self, endpoint: &str) -> Result<(), BusError> {
-        self.control(OP_ADD_REPLAY, endpoint)
+        let mut sh = self.shared()?;
+        if sh.closed {
+            return Err(BusError::Closed);
+        }
+        sh.add_dealer(endpoint, None)?;
+        Ok(())
     }
 
     /// Connects the SUB to one more publisher data endpoint at run time.
     pub fn connect_data(&self, endpoint: &str) -> Result<(), BusError> {
-        self.control(OP_CONNECT_DATA, endpoint)
+        let sh = self.shared()?;
+        if sh.closed {
+            return Err(BusError::Closed);
+        }
+        sh.sub.connect(endpoint)?;
+        Ok(())
     }
 
     /// Publishers currently known from discovery (connected), sorted.
@@ -1171,9 +1284,12 @@ impl ReliableSubscriber {
         &self.data_endpoints
     }
 
-    /// Counters of the sans-IO subscriber (refreshed by the thread every loop turn).
+    /// Counters of the sans-IO subscriber.
     pub fn stats(&self) -> SubscriberStats {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|s| s.machine.stats())
+            .unwrap_or_default()
     }
 
     fn taken(&self, d: Delivery) -> Delivery {
@@ -1194,41 +1310,71 @@ impl ReliableSubscriber {
         d
     }
 
-    /// Takes the next delivery: from the current batch, else from the next batch, waiting
-    /// at most `wait` (`None`: forever; zero: not at all).
+    /// Takes the next delivery: from the inbox, else from the sans-IO queue, else from the
+    /// SUB (read in this thread), waiting at most `wait` (`None`: forever; zero: not at all)
+    /// for the SUB or the background thread.
     fn take(&self, wait: Option<Duration>) -> Result<Delivery, BusError> {
         let mut inbox = self.inbox.lock().map_err(|_| BusError::Closed)?;
-        loop {
-            if let Some(d) = inbox.buf.pop_front() {
-                inbox.taken += 1;
-                if inbox.taken >= TAKEN_REPORT || inbox.buf.is_empty() {
-                    self.in_flight.fetch_sub(inbox.taken, Ordering::AcqRel);
-                    inbox.taken = 0;
-                }
-                drop(inbox);
-                return Ok(self.taken(d));
+        if inbox.buf.is_empty() {
+            let w = &self.wakes;
+            w.receiving.fetch_add(1, Ordering::SeqCst);
+            let filled = self.refill(&mut inbox.buf, wait);
+            // Data this thread left on the SUB (or that came after it looked) is the
+            // background thread's while no thread receives.
+            if w.receiving.fetch_sub(1, Ordering::SeqCst) == 1
+                && w.sub_unread.load(Ordering::SeqCst)
+            {
+                w.bg.ring();
             }
-            let batch = match wait {
-                None => inbox.rx.recv().map_err(|_| BusError::Closed)?,
-                Some(t) if t.is_zero() => match inbox.rx.try_recv() {
-                    Ok(b) => b,
-                    Err(crossbeam_channel::TryRecvError::Empty) => return Err(BusError::Timeout),
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                        return Err(BusError::Closed)
+            filled?;
+        }
+        let d = inbox.buf.pop_front().ok_or(BusError::Timeout)?;
+        drop(inbox);
+        Ok(self.taken(d))
+    }
+
+    /// Fills `buf` (empty) with deliveries, reading the SUB in this thread when the sans-IO
+    /// queue has none, and waiting for the SUB or the background thread as `wait` allows.
+    fn refill(&self, buf: &mut VecDeque<Delivery>, wait: Option<Duration>) -> Result<(), BusError> {
+        let mut deadline = None;
+        loop {
+            let seen = self.wakes.rx.seq();
+            {
+                let mut sh = self.shared()?;
+                sh.fill(buf, self.channel, &self.wakes);
+                if buf.is_empty() && !sh.closed {
+                    if let Err(e) = sh.read_data_now(&self.wakes) {
+                        // The context was terminated: the background thread stops too.
+                        log::debug!("rpub subscriber: reading the SUB: {e}");
+                        sh.closed = true;
+                        self.wakes.bg.ring();
+                        return Err(BusError::Closed);
                     }
-                },
-                Some(t) => match inbox.rx.recv_timeout(t) {
-                    Ok(b) => b,
-                    Err(RecvTimeoutError::Timeout) => return Err(BusError::Timeout),
-                    Err(RecvTimeoutError::Disconnected) => return Err(BusError::Closed),
-                },
+                    sh.fill(buf, self.channel, &self.wakes);
+                }
+                if !buf.is_empty() {
+                    return Ok(());
+                }
+                if sh.closed {
+                    return Err(BusError::Closed);
+                }
+            }
+            let deadline = match wait {
+                None => None,
+                Some(t) => {
+                    let d = *deadline.get_or_insert_with(|| Instant::now() + t);
+                    if t.is_zero() || Instant::now() >= d {
+                        return Err(BusError::Timeout);
+                    }
+                    Some(d)
+                }
             };
-            inbox.buf.extend(batch);
+            self.wakes.rx.wait(seen, deadline);
         }
     }
 
-    /// The next delivery, blocking until one arrives ([`BusError::Closed`] if the thread
-    /// stopped).
+    /// The next delivery, blocking until one arrives ([`BusError::Closed`] once the bus
+    /// closed: the background thread stopped or the context was terminated).
     pub fn recv(&self) -> Result<Delivery, BusError> {
         self.take(None)
     }
@@ -1282,9 +1428,7 @@ impl ReliableSubscriber {
 impl Drop for ReliableSubscriber {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Ok(ctl) = self.ctl.lock() {
-            let _ = ctl.send(OP_STOP, DONTWAIT);
-        }
+        self.wakes.bg.ring();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -1300,36 +1444,54 @@ struct Dealer {
     node: Option<NodeId>,
 }
 
-struct SubLoop {
+/// What receiving threads and the background thread share, behind one mutex: the data and
+/// replay sockets and the sans-IO machine, so that whichever thread reads a socket feeds the
+/// machine in the order the messages were read.
+struct SubShared {
     ctx: Context,
     reconnect_ivl_ms: i32,
     sub: Socket,
     dealers: Vec<Dealer>,
     route: HashMap<PublisherId, usize>,
     machine: Subscriber,
-    ctl: Socket,
-    tx: Option<Sender<Vec<Delivery>>>,
-    /// Deliveries sent to the application side and not taken yet.
-    in_flight: Arc<AtomicUsize>,
-    /// Bound of `in_flight` (the `channel` setting).
-    channel: usize,
-    max_pending: usize,
     clock: Clock,
-    stats: Arc<Mutex<SubscriberStats>>,
-    disc: Option<DiscoveryLink>,
-    connect_data: bool,
-    /// Publishers found in discovery: their data endpoints (connected by the SUB).
-    publishers: BTreeMap<NodeId, Vec<String>>,
-    discovered: Arc<Mutex<Vec<PublisherId>>>,
+    /// Sans-IO queue length at which the SUB and the DEALERs are no longer read.
+    max_pending: usize,
+    /// Time (ms) the machine's clock stood still (see [`SubShared::times`]).
+    paused_total: u64,
+    paused_since: Option<u64>,
+    /// When the background thread wakes next at the latest (real ms; set by it before it
+    /// sleeps). A receiving thread that moves the next timer before it rings it.
+    wake_at: u64,
+    /// The background thread has stopped or a socket failed: nothing is read any more.
+    closed: bool,
+    /// Wakes the background thread; subscribed to the DEALERs' and discovery sockets'
+    /// signals (which keep only a weak reference).
+    bg_notify: Arc<dyn Notify>,
+    /// Subscribed to the SUB's signal (kept alive here).
+    _sub_notify: Arc<dyn Notify>,
 }
 
-impl SubLoop {
+impl std::fmt::Debug for SubShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubShared")
+            .field("machine", &self.machine)
+            .field("dealers", &self.dealers.len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubShared {
     fn add_dealer(&mut self, endpoint: &str, node: Option<NodeId>) -> Result<usize, BusError> {
         let sock = self.ctx.socket(SocketType::DEALER)?;
+        sock.signal().subscribe(&self.bg_notify);
         sock.set_linger(0)?;
         sock.set_reconnect_ivl(self.reconnect_ivl_ms)?;
         sock.connect(endpoint)?;
         self.dealers.push(Dealer { sock, node });
+        // A DEALER added from an application thread: the background thread polls it.
+        self.bg_notify.notify();
         Ok(self.dealers.len() - 1)
     }
 
@@ -1358,33 +1520,39 @@ impl SubLoop {
         self.route = fixed;
     }
 
-    /// Hands deliveries to the application, as one batch, up to the `channel` bound; false
-    /// when the application side is gone.
-    fn flush(&mut self) -> bool {
-        let Some(tx) = self.tx.as_ref() else {
-            return false;
-        };
-        let room = self
-            .channel
-            .saturating_sub(self.in_flight.load(Ordering::Acquire));
-        let n = room.min(self.machine.queued());
-        if n == 0 {
-            return true;
+    /// Real time and the machine's time (ms), and whether reading is paused.
+    ///
+    /// The machine's clock stands still while the sans-IO queue holds `max_pending`
+    /// deliveries (the application is behind and nothing is read): repair timers and
+    /// publisher liveness must not run out because of our own stall, when replies and
+    /// heartbeats are merely queued unread.
+    fn times(&mut self) -> (u64, u64, bool) {
+        let real = self.clock.now_ms();
+        let paused = self.machine.queued() >= self.max_pending;
+        match (paused, self.paused_since) {
+            (true, None) => self.paused_since = Some(real),
+            (false, Some(t)) => {
+                self.paused_total = self.paused_total.saturating_add(real.saturating_sub(t));
+                self.paused_since = None;
+            }
+            _ => {}
         }
-        let mut batch = Vec::with_capacity(n);
-        while batch.len() < n {
+        (real, real.saturating_sub(self.paused_total), paused)
+    }
+
+    /// Moves deliveries from the sans-IO queue to `buf`, up to `max` there; rings the
+    /// background thread if that resumes reading.
+    fn fill(&mut self, buf: &mut VecDeque<Delivery>, max: usize, wakes: &Wakes) {
+        let paused = self.machine.queued() >= self.max_pending;
+        while buf.len() < max {
             match self.machine.poll_event() {
-                Some(d) => batch.push(d),
+                Some(d) => buf.push_back(d),
                 None => break,
             }
         }
-        self.in_flight.fetch_add(batch.len(), Ordering::AcqRel);
-        tx.send(batch).is_ok()
-    }
-
-    /// Deliveries wait because the application side holds `channel` already.
-    fn app_full(&self) -> bool {
-        self.machine.queued() > 0 && self.in_flight.load(Ordering::Acquire) >= self.channel
+        if paused && self.machine.queued() < self.max_pending {
+            wakes.bg.ring();
+        }
     }
 
     fn send_requests(&mut self, now: u64) {
@@ -1405,130 +1573,220 @@ impl SubLoop {
         }
     }
 
+    /// Reads the replay DEALERs (at most [`BATCH`] messages each); true if one may hold
+    /// more.
+    fn read_replies(&mut self, now: u64) -> bool {
+        let mut more = false;
+        for i in 0..self.dealers.len() {
+            let mut n = 0;
+            while n < BATCH {
+                match recv_frames(&self.dealers[i].sock) {
+                    Ok(Some(frames)) => match ReplayReply::decode(&frames) {
+                        Ok(r) => {
+                            let p = match &r {
+                                ReplayReply::Retransmission(m) => m.header.publisher,
+                                ReplayReply::Join { publisher, .. }
+                                | ReplayReply::End { publisher, .. }
+                                | ReplayReply::Gap { publisher, .. } => *publisher,
+                                ReplayReply::Busy { request, .. } => request.publisher,
+                            };
+                            self.route.insert(p, i);
+                            self.machine.handle_reply(&r, now);
+                        }
+                        Err(e) => log::debug!("rpub subscriber: bad replay reply: {e}"),
+                    },
+                    Ok(None) | Err(_) => break,
+                }
+                n += 1;
+            }
+            more |= n == BATCH;
+        }
+        more
+    }
+
+    /// Reads the SUB (at most [`BATCH`] messages); `Ok(true)` if it may hold more. Errors
+    /// are the socket's (the context was terminated).
+    fn read_data(&mut self, now: u64, wakes: &Wakes) -> Result<bool, BusError> {
+        wakes.sub_unread.store(false, Ordering::SeqCst);
+        for _ in 0..BATCH {
+            match recv_split(&self.sub) {
+                Ok(Some((first, rest))) => {
+                    if let Err(e) = self.machine.handle_data_frames(&first, rest, now) {
+                        log::debug!("rpub subscriber: bad data message: {e}");
+                    }
+                }
+                Ok(None) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        wakes.sub_unread.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    /// A receiving thread's read of the SUB, with the repair requests the data calls for
+    /// sent at once and the background thread rung if its next timer moved earlier.
+    fn read_data_now(&mut self, wakes: &Wakes) -> Result<(), BusError> {
+        let (real, now, paused) = self.times();
+        if paused {
+            return Ok(());
+        }
+        self.read_data(now, wakes)?;
+        wakes.app_reads.fetch_add(1, Ordering::SeqCst);
+        let mut next = self.machine.next_timer_at();
+        if next.is_some_and(|t| t <= now) {
+            self.send_requests(now);
+            next = self.machine.next_timer_at();
+        }
+        if let Some(t) = next {
+            // In real time: the machine's clock is behind by the time it stood still.
+            let due = t.saturating_add(real - now);
+            if due < self.wake_at {
+                self.wake_at = due;
+                wakes.bg.ring();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The background thread's part of the subscriber.
+struct SubLoop {
+    shared: Arc<Mutex<SubShared>>,
+    wakes: Arc<Wakes>,
+    disc: Option<DiscoveryLink>,
+    connect_data: bool,
+    /// Publishers found in discovery: their data endpoints (connected by the SUB).
+    publishers: BTreeMap<NodeId, Vec<String>>,
+    discovered: Arc<Mutex<Vec<PublisherId>>>,
+    /// Data left on the SUB for a receiving application thread: when (real ms) the
+    /// background thread reads it itself, and the count of reads by receiving threads then
+    /// (a read since means the application still reads the SUB itself).
+    defer: Option<(u64, u64)>,
+    /// The count of reads by receiving threads when this thread last took the SUB over
+    /// from the application (it then reads at once until a receiving thread reads again).
+    took_over: Option<u64>,
+}
+
+impl SubLoop {
     fn run(&mut self, stop: &AtomicBool) {
-        // The machine's clock stands still while the thread does not read (the application
-        // is behind): repair timers and publisher liveness must not run out because of our
-        // own stall, when replies and heartbeats are merely queued unread.
-        let mut paused_total = 0u64;
-        let mut paused_since: Option<u64> = None;
+        let shared = self.shared.clone();
         while !stop.load(Ordering::SeqCst) {
-            if !self.flush() {
-                return;
+            let seen = self.wakes.bg.seq();
+            let Ok(mut sh) = shared.lock() else {
+                break;
+            };
+            if sh.closed {
+                break;
             }
-            let real = self.clock.now_ms();
-            let paused = self.app_full() && self.machine.queued() >= self.max_pending;
-            match (paused, paused_since) {
-                (true, None) => paused_since = Some(real),
-                (false, Some(t)) => {
-                    paused_total = paused_total.saturating_add(real.saturating_sub(t));
-                    paused_since = None;
-                }
-                _ => {}
-            }
-            let now = real.saturating_sub(paused_total);
-            if !paused && self.machine.next_timer_at().is_some_and(|t| t <= now) {
-                self.send_requests(now);
-            }
-            if let Some(d) = self.disc.as_mut() {
-                let changes = d.tick(real);
-                for c in changes {
-                    self.on_node_change(c);
-                }
-            }
-            if let Ok(mut s) = self.stats.lock() {
-                *s = self.machine.stats();
-            }
+            let (real, now, paused) = sh.times();
+            let mut more = false;
             let mut timeout = poll_timeout(
                 real,
                 self.disc.as_ref().and_then(DiscoveryLink::next_timer_at),
                 1000,
             );
             if !paused {
-                timeout = timeout.min(poll_timeout(now, self.machine.next_timer_at(), 1000));
-            }
-            // While the application channel is full, re-check it every 2 ms.
-            if self.app_full() {
+                // Repairs first (they unblock buffered data), then live data; the requests
+                // its gaps produce leave at once rather than at the next turn.
+                more |= sh.read_replies(now);
+                match self.sub_turn(&mut sh, real, now) {
+                    Ok((m, t)) => {
+                        more |= m;
+                        timeout = timeout.min(t);
+                    }
+                    Err(_) => break,
+                }
+                if sh.machine.next_timer_at().is_some_and(|t| t <= now) {
+                    sh.send_requests(now);
+                }
+                timeout = timeout.min(poll_timeout(now, sh.machine.next_timer_at(), 1000));
+            } else {
+                // Reading resumes when a receiving thread takes deliveries (it rings); this
+                // is a fallback.
                 timeout = timeout.min(2);
             }
-            {
-                let mut items = vec![self.ctl.as_poll_item(POLLIN)];
-                if !paused {
-                    items.push(self.sub.as_poll_item(POLLIN));
-                    for d in &self.dealers {
-                        items.push(d.sock.as_poll_item(POLLIN));
-                    }
-                }
-                if let Some(d) = self.disc.as_ref() {
-                    for s in d.sockets() {
-                        items.push(s.as_poll_item(POLLIN));
-                    }
-                }
-                if crate::poll(&mut items, timeout).is_err() {
-                    return;
+            if let Some(d) = self.disc.as_mut() {
+                let changes = d.tick(real);
+                for c in changes {
+                    self.on_node_change(&mut sh, c);
                 }
             }
-            while let Ok(Some(cmd)) = recv_frames(&self.ctl) {
-                let arg = cmd.get(1).and_then(|a| std::str::from_utf8(a).ok());
-                match (&cmd[0][..], arg) {
-                    (OP_ADD_REPLAY, Some(ep)) => {
-                        if let Err(e) = self.add_dealer(ep, None) {
-                            log::warn!("rpub subscriber: connect {ep}: {e}");
-                        }
-                    }
-                    (OP_CONNECT_DATA, Some(ep)) => {
-                        if let Err(e) = self.sub.connect(ep) {
-                            log::warn!("rpub subscriber: connect {ep}: {e}");
-                        }
-                    }
-                    _ => return,
-                }
+            if sh.machine.queued() > 0 {
+                self.wakes.rx.ring();
             }
-            if paused {
-                continue;
+            if more {
+                timeout = 0;
             }
-            let now = self.clock.now_ms().saturating_sub(paused_total);
-            // Repairs first (they unblock buffered data), then live data; the requests its
-            // gaps produce leave at once rather than at the next turn.
-            for i in 0..self.dealers.len() {
-                for _ in 0..BATCH {
-                    match recv_frames(&self.dealers[i].sock) {
-                        Ok(Some(frames)) => match ReplayReply::decode(&frames) {
-                            Ok(r) => {
-                                let p = match &r {
-                                    ReplayReply::Retransmission(m) => m.header.publisher,
-                                    ReplayReply::Join { publisher, .. }
-                                    | ReplayReply::End { publisher, .. }
-                                    | ReplayReply::Gap { publisher, .. } => *publisher,
-                                    ReplayReply::Busy { request, .. } => request.publisher,
-                                };
-                                self.route.insert(p, i);
-                                self.machine.handle_reply(&r, now);
-                            }
-                            Err(e) => log::debug!("rpub subscriber: bad replay reply: {e}"),
-                        },
-                        Ok(None) => break,
-                        Err(_) => break,
-                    }
-                }
-            }
-            for _ in 0..BATCH {
-                match recv_split(&self.sub) {
-                    Ok(Some((first, rest))) => {
-                        if let Err(e) = self.machine.handle_data_frames(&first, rest, now) {
-                            log::debug!("rpub subscriber: bad data message: {e}");
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) => return,
-                }
-            }
-            if self.machine.next_timer_at().is_some_and(|t| t <= now) {
-                self.send_requests(now);
+            sh.wake_at = real.saturating_add(timeout as u64);
+            drop(sh);
+            if timeout > 0 {
+                let deadline = Instant::now() + Duration::from_millis(timeout as u64);
+                self.wakes.bg.wait(seen, Some(deadline));
             }
         }
     }
 
-    fn on_node_change(&mut self, c: super::discovery::NodeChange) {
+    /// The background thread's part of reading the SUB: nothing while a thread is inside
+    /// `recv` (it reads); once the application has read the SUB itself, only after
+    /// [`DEFER_MS`] in which it did not (it is between `recv` calls and will read when its
+    /// deliveries run out), and from then on at once until it reads again; before the
+    /// application ever read, at once. Returns (may hold more, timeout in ms until the
+    /// deferred read).
+    fn sub_turn(
+        &mut self,
+        sh: &mut SubShared,
+        real: u64,
+        now: u64,
+    ) -> Result<(bool, i64), BusError> {
+        let (more, timeout) = self.sub_turn_inner(sh, real, now)?;
+        self.wakes
+            .deferring
+            .store(self.defer.is_some(), Ordering::SeqCst);
+        Ok((more, timeout))
+    }
+
+    fn sub_turn_inner(
+        &mut self,
+        sh: &mut SubShared,
+        real: u64,
+        now: u64,
+    ) -> Result<(bool, i64), BusError> {
+        let w = &self.wakes;
+        if w.receiving.load(Ordering::SeqCst) > 0 || !w.sub_unread.load(Ordering::SeqCst) {
+            self.defer = None;
+            return Ok((false, i64::MAX));
+        }
+        let reads = w.app_reads.load(Ordering::SeqCst);
+        if self.took_over == Some(reads) {
+            // The application has not read the SUB since this thread took it over.
+            return Ok((sh.read_data(now, w)?, i64::MAX));
+        }
+        self.took_over = None;
+        match self.defer {
+            Some((at, d)) if real < at => {
+                if d != reads {
+                    self.defer = Some((real.saturating_add(DEFER_MS), reads));
+                }
+                return Ok((false, DEFER_MS as i64));
+            }
+            Some((_, d)) if d != reads => {
+                // The application read the SUB since: data still there gets the same time.
+                self.defer = Some((real.saturating_add(DEFER_MS), reads));
+                return Ok((false, DEFER_MS as i64));
+            }
+            Some(_) => self.took_over = Some(reads),
+            None if reads > 0 => {
+                // The application reads the SUB itself (it has done so): leave it the data.
+                self.defer = Some((real.saturating_add(DEFER_MS), reads));
+                return Ok((false, DEFER_MS as i64));
+            }
+            None => {}
+        }
+        self.defer = None;
+        Ok((sh.read_data(now, w)?, i64::MAX))
+    }
+
+    fn on_node_change(&mut self, sh: &mut SubShared, c: super::discovery::NodeChange) {
         use super::discovery::NodeChange;
         match c {
             NodeChange::Up(rec) => {
@@ -1547,45 +1805,51 @@ impl SubLoop {
                 if replay.is_empty() {
                     return; // not a publisher
                 }
-                self.drop_publisher(rec.id);
+                self.drop_publisher(sh, rec.id);
                 if self.connect_data {
                     for e in &data {
-                        if let Err(err) = self.sub.connect(e) {
+                        if let Err(err) = sh.sub.connect(e) {
                             log::warn!("rpub subscriber: connect {e}: {err}");
                         }
                     }
                 }
                 for e in &replay {
-                    match self.add_dealer(e, Some(rec.id)) {
+                    match sh.add_dealer(e, Some(rec.id)) {
                         Ok(i) => {
-                            self.route.insert(rec.id, i);
+                            sh.route.insert(rec.id, i);
                         }
                         Err(err) => log::warn!("rpub subscriber: connect {e}: {err}"),
                     }
                 }
                 self.publishers.insert(rec.id, data);
             }
-            NodeChange::Down { id, .. } => self.drop_publisher(id),
+            NodeChange::Down { id, .. } => self.drop_publisher(sh, id),
         }
         if let Ok(mut d) = self.discovered.lock() {
             *d = self.publishers.keys().copied().collect();
         }
     }
 
-    fn drop_publisher(&mut self, id: NodeId) {
+    fn drop_publisher(&mut self, sh: &mut SubShared, id: NodeId) {
         if let Some(old) = self.publishers.remove(&id) {
             if self.connect_data {
                 for e in old {
-                    let _ = self.sub.disconnect(&e);
+                    let _ = sh.sub.disconnect(&e);
                 }
             }
-            self.remove_dealers_of(id);
+            sh.remove_dealers_of(id);
         }
     }
 }
 
 impl Drop for SubLoop {
+    /// Also on a panic of the thread: receiving threads then get [`BusError::Closed`].
     fn drop(&mut self) {
+        match self.shared.lock() {
+            Ok(mut sh) => sh.closed = true,
+            Err(p) => p.into_inner().closed = true,
+        }
+        self.wakes.rx.ring();
         if let Some(d) = self.disc.as_mut() {
             d.leave();
         }
