@@ -176,6 +176,15 @@ impl Notify for Signal {
     }
 }
 
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signal")
+            .field("seq", &self.seq.load(Ordering::Relaxed))
+            .field("sleepers", &self.sleepers.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
 /// What the engine tells a socket.
 pub(crate) enum MailEvent {
     /// A peer's pipes are ready (handshake done, or a connect with queued messages).

@@ -90,12 +90,13 @@ use super::wire::{
     PublisherId, ReplayReply, WireError, ATTACH_MAX, DATA_VERSION_2, HEARTBEAT_TOPIC,
 };
 use crate::pattern::Notify;
+use crate::shared::Signal;
 use crate::{Context, Error as ZmqError, Socket, SocketType, DONTWAIT, POLLIN, SNDMORE};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1006,75 +1007,16 @@ impl AppCursor {
     }
 }
 
-/// A wake-up both sides of the subscriber wait on: [`Doorbell::ring`] moves a sequence and
-/// wakes the waiters, and costs two atomic operations when nobody waits (a socket signal
-/// would lock and call into the kernel every time).
-#[derive(Debug, Default)]
-struct Doorbell {
-    seq: AtomicU64,
-    waiters: AtomicUsize,
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl Doorbell {
-    /// The current sequence; read it before the checks that precede [`Doorbell::wait`].
-    fn seq(&self) -> u64 {
-        self.seq.load(Ordering::SeqCst)
-    }
-
-    fn ring(&self) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        // A waiter counts itself before it looks at the sequence, and the sequence moved
-        // before this look at the count: either it sees the new sequence or it is counted.
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.cv.notify_all();
-        }
-    }
-
-    /// Sleeps until the sequence differs from `seen` or `deadline` passes (`None`: no
-    /// deadline).
-    fn wait(&self, seen: u64, deadline: Option<Instant>) {
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        while self.seq.load(Ordering::SeqCst) == seen {
-            match deadline {
-                None => g = self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    g = self
-                        .cv
-                        .wait_timeout(g, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
-        drop(g);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Notify for Doorbell {
-    fn notify(&self) {
-        self.ring();
-    }
-}
-
 /// Who is woken for what on the subscriber (see the module docs).
 #[derive(Debug, Default)]
 struct Wakes {
     /// Receiving threads wait on it: data on the SUB, deliveries queued by the background
     /// thread, the bus closed.
-    rx: Doorbell,
+    rx: Signal,
     /// The background thread waits on it: replay DEALERs, discovery sockets, stop, a
     /// timer moved earlier by a receiving thread, and data on the SUB while no thread
     /// receives.
-    bg: Arc<Doorbell>,
+    bg: Arc<Signal>,
     /// Threads inside [`ReliableSubscriber::take`] that will read the SUB before they sleep.
     receiving: AtomicUsize,
     /// The SUB may hold messages nobody has read: set by its wake-up, cleared by a read that
@@ -1095,9 +1037,9 @@ impl Notify for SubNotify {
     fn notify(&self) {
         let w = &self.0;
         w.sub_unread.store(true, Ordering::SeqCst);
-        w.rx.ring();
+        w.rx.raise();
         if w.receiving.load(Ordering::SeqCst) == 0 && !w.deferring.load(Ordering::SeqCst) {
-            w.bg.ring();
+            w.bg.raise();
         }
     }
 }
@@ -1324,7 +1266,7 @@ impl ReliableSubscriber {
             if w.receiving.fetch_sub(1, Ordering::SeqCst) == 1
                 && w.sub_unread.load(Ordering::SeqCst)
             {
-                w.bg.ring();
+                w.bg.raise();
             }
             filled?;
         }
@@ -1347,7 +1289,7 @@ impl ReliableSubscriber {
                         // The context was terminated: the background thread stops too.
                         log::debug!("rpub subscriber: reading the SUB: {e}");
                         sh.closed = true;
-                        self.wakes.bg.ring();
+                        self.wakes.bg.raise();
                         return Err(BusError::Closed);
                     }
                     sh.fill(buf, self.channel, &self.wakes);
@@ -1428,7 +1370,7 @@ impl ReliableSubscriber {
 impl Drop for ReliableSubscriber {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.wakes.bg.ring();
+        self.wakes.bg.raise();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -1551,7 +1493,7 @@ impl SubShared {
             }
         }
         if paused && self.machine.queued() < self.max_pending {
-            wakes.bg.ring();
+            wakes.bg.raise();
         }
     }
 
@@ -1642,7 +1584,7 @@ impl SubShared {
             let due = t.saturating_add(real - now);
             if due < self.wake_at {
                 self.wake_at = due;
-                wakes.bg.ring();
+                wakes.bg.raise();
             }
         }
         Ok(())
@@ -1712,7 +1654,7 @@ impl SubLoop {
                 }
             }
             if sh.machine.queued() > 0 {
-                self.wakes.rx.ring();
+                self.wakes.rx.raise();
             }
             if more {
                 timeout = 0;
@@ -1849,7 +1791,7 @@ impl Drop for SubLoop {
             Ok(mut sh) => sh.closed = true,
             Err(p) => p.into_inner().closed = true,
         }
-        self.wakes.rx.ring();
+        self.wakes.rx.raise();
         if let Some(d) = self.disc.as_mut() {
             d.leave();
         }
