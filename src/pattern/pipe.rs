@@ -379,6 +379,13 @@ impl Pipe {
     /// After the reader took messages: wake a waiting writer once the pipe drained to the
     /// low-water mark.
     fn after_pop(&self, left_in_batch: usize) {
+        // A writer that finds the pipe full sets `writer_waits` and then (retrying under the
+        // state lock) reads `popped` again; the reader stores `popped` and then reads
+        // `writer_waits`. One of them must see the other's store, or the writer sleeps with
+        // nobody to wake it. Between the reader's two steps its callers release the batch
+        // lock, an atomic swap: a full barrier on x86 and ordered before this acquire load on
+        // ARMv8, which is what keeps the two from passing each other (not a promise of the
+        // Rust memory model; a SeqCst fence here would be, at the cost of one per pop).
         if !self.writer_waits.load(Ordering::Acquire) {
             return;
         }
@@ -695,5 +702,127 @@ mod tests {
             }
         }
         writer.join().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod stress {
+    use super::*;
+    use std::sync::Condvar;
+    use std::time::Duration;
+
+    /// A wake-up that is remembered until taken, as a socket's or the I/O thread's is.
+    #[derive(Default)]
+    struct Signal {
+        raised: Mutex<bool>,
+        cv: Condvar,
+        count: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Notify for Signal {
+        fn notify(&self) {
+            self.count.fetch_add(1, Ordering::SeqCst);
+            *self.raised.lock().unwrap() = true;
+            self.cv.notify_one();
+        }
+    }
+
+    impl Signal {
+        /// Waits for a notification; false if none came within the timeout.
+        fn wait(&self) -> bool {
+            let g = self.raised.lock().unwrap();
+            let (mut g, _) = self
+                .cv
+                .wait_timeout_while(g, Duration::from_secs(10), |r| !*r)
+                .unwrap();
+            std::mem::take(&mut *g)
+        }
+    }
+
+    #[cfg(miri)]
+    const N: u32 = 60;
+    #[cfg(not(miri))]
+    const N: u32 = 200_000;
+
+    fn run(hwm: usize, batch_writer: bool, batch_reader: bool) {
+        let rs = Arc::new(Signal::default());
+        let ws = Arc::new(Signal::default());
+        let p = Arc::new(Pipe::new(hwm, rs.clone(), ws.clone()));
+        let (p2, ws2) = (p.clone(), ws.clone());
+        let writer = std::thread::spawn(move || {
+            let mut next = 0u32;
+            let mut q = VecDeque::new();
+            while next < N {
+                let m = |i: u32| Msg::One(Frame::from(i.to_be_bytes().to_vec()));
+                if batch_writer {
+                    while q.len() < 7 && next < N {
+                        q.push_back(m(next));
+                        next += 1;
+                    }
+                    while !q.is_empty() {
+                        if p2.push_many(&mut q) == 0 {
+                            assert!(p2.has_room() || ws2.wait(), "writer never woken");
+                        }
+                    }
+                } else {
+                    let mut msg = m(next);
+                    loop {
+                        match p2.push(msg) {
+                            Ok(()) => break,
+                            Err(back) => {
+                                msg = back;
+                                assert!(p2.has_room() || ws2.wait(), "writer never woken");
+                            }
+                        }
+                    }
+                    next += 1;
+                }
+            }
+            p2.close();
+        });
+        let mut expect = 0u32;
+        let mut out = Vec::new();
+        loop {
+            out.clear();
+            let got = if batch_reader {
+                p.pop_batch(&mut out, 5)
+            } else {
+                p.pop().map(|m| out.push(m)).map_or(0, |()| 1)
+            };
+            for m in out.drain(..) {
+                let b: [u8; 4] = m.frames()[0][..].try_into().unwrap();
+                assert_eq!(u32::from_be_bytes(b), expect);
+                expect += 1;
+            }
+            if got == 0 {
+                if p.is_done() {
+                    break;
+                }
+                assert!(
+                    p.is_readable() || rs.wait(),
+                    "reader never woken at {expect}"
+                );
+            }
+        }
+        assert_eq!(expect, N);
+        writer.join().unwrap();
+        assert!(p.is_done() && p.is_empty());
+    }
+
+    #[test]
+    fn two_threads_push_pop() {
+        run(4, false, false);
+    }
+
+    #[test]
+    fn two_threads_push_many_pop_batch() {
+        run(3, true, true);
+    }
+
+    #[test]
+    fn two_threads_mixed() {
+        run(1, false, true);
+        run(8, true, false);
+        run(0, true, true);
     }
 }
