@@ -23,6 +23,11 @@ const STREAM: &[u8] = b"prices";
 
 /// A publisher retaining `n` messages, heartbeats from 10 ms.
 fn publisher(ctx: &Context, n: u64) -> ReliablePublisher {
+    ReliablePublisher::start(ctx, publisher_config(n)).expect("publisher")
+}
+
+/// The configuration of [`publisher`].
+fn publisher_config(n: u64) -> ReliablePublisherConfig {
     let mut pc = ReliablePublisherConfig {
         data_bind: vec![ANY.into()],
         replay_bind: vec![ANY.into()],
@@ -34,7 +39,7 @@ fn publisher(ctx: &Context, n: u64) -> ReliablePublisher {
         ..Default::default()
     };
     pc.retention.max_messages = pc.retention.max_messages.max(n as usize);
-    ReliablePublisher::start(ctx, pc).expect("publisher")
+    pc
 }
 
 /// A subscriber reading `data` from seq 1, repairing from `p`.
@@ -238,19 +243,14 @@ fn reading_resumes_after_max_pending_when_the_application_catches_up() {
     let ctx = Context::new();
     let n = 5_000;
     let first = 100;
-    let mut pc = ReliablePublisherConfig {
-        data_bind: vec![ANY.into()],
-        replay_bind: vec![ANY.into()],
-        sndhwm: 100,
-        protocol: PublisherConfig {
-            heartbeat_initial_ms: 10,
-            heartbeat_max_ms: 200,
-            ..Default::default()
+    let p = ReliablePublisher::start(
+        &ctx,
+        ReliablePublisherConfig {
+            sndhwm: 100,
+            ..publisher_config(n)
         },
-        ..Default::default()
-    };
-    pc.retention.max_messages = pc.retention.max_messages.max(n as usize);
-    let p = ReliablePublisher::start(&ctx, pc).expect("publisher");
+    )
+    .expect("publisher");
     let sub = ReliableSubscriber::start(
         &ctx,
         ReliableSubscriberConfig {
