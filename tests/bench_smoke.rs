@@ -1,6 +1,9 @@
 //! Keeps `benches/compare.rs` from rotting: the same workload code, tiny counts, ferromq and
-//! libzmq (the zmq.rs module is compiled by the bench only, keeping tokio out of this test).
+//! libzmq (the zmq.rs module is compiled by the bench only, keeping tokio out of this test);
+//! and `benches/floor.rs` likewise.
 
+#[path = "../benches/workloads/floor.rs"]
+mod floor;
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
 
@@ -66,4 +69,31 @@ fn reliable_pub_vs_plain_side_by_side() {
         let r = rpub_workload::side_by_side(64, N).unwrap();
         assert!(r.plain > 0.0 && r.rpub > 0.0, "{r:?}");
     }
+}
+
+#[test]
+fn no_library_floors() {
+    // The floor workloads block without timeouts (they measure bare system calls): run them
+    // on a thread and give up on them after a minute.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lats = [
+            floor::lat_blocking(1, 50),
+            floor::lat_epoll(1024, 50),
+            floor::lat_io_thread(1, 50),
+        ];
+        let _ = tx.send((
+            lats,
+            floor::thr_tcp(64 << 10, 20),
+            floor::memcpy(1 << 20, 5),
+        ));
+    });
+    let (lats, stream, copy) = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("floor workloads stalled");
+    for l in lats {
+        assert_eq!(l.len(), 50);
+        assert!(l.iter().all(|&x| x > 0.0));
+    }
+    assert!(stream > 0.0 && copy > 0.0, "{stream} {copy}");
 }
