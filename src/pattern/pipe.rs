@@ -385,7 +385,9 @@ impl Pipe {
         // nobody to wake it. Between the reader's two steps its callers release the batch
         // lock, an atomic swap: a full barrier on x86 and ordered before this acquire load on
         // ARMv8, which is what keeps the two from passing each other (not a promise of the
-        // Rust memory model; a SeqCst fence here would be, at the cost of one per pop).
+        // Rust memory model; a SeqCst fence here and after the writer's store would be, but
+        // measured tcp 1 B 4.60 -> 4.07 M/s, medians of 6 alternated runs: the fence is on
+        // the receiving thread's path for every message).
         if !self.writer_waits.load(Ordering::Acquire) {
             return;
         }
