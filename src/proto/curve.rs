@@ -24,7 +24,7 @@
 //! (mechanism CURVE, credentials `[C]`) before READY. Byte layouts follow libzmq 4.3.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use crypto_box::aead::Aead;
+use crypto_box::aead::{Aead, AeadInPlace};
 use crypto_box::{Nonce, PublicKey, SalsaBox, SecretKey};
 use crypto_secretbox::{KeyInit, XSalsa20Poly1305};
 use subtle::ConstantTimeEq;
@@ -193,18 +193,26 @@ impl FrameCipher {
     ) -> Result<Bytes, ProtoError> {
         let short = self.next_send;
         self.next_send = short.checked_add(1).ok_or(ProtoError::InvalidNonce)?;
-        let mut plaintext = Zeroizing::new(Vec::with_capacity(1 + frame.len()));
-        plaintext.push(u8::from(more) | (u8::from(command) << 1));
-        plaintext.extend_from_slice(frame);
-        let boxed = seal(
-            &self.shared,
-            &nonce(self.send_prefix, &short.to_be_bytes()),
-            &plaintext,
-        )?;
-        let mut out = BytesMut::with_capacity(MESSAGE_HEADER.len() + 8 + boxed.len());
+        // The box is built in place in the outgoing body (name, nonce, tag, flags + frame):
+        // the plaintext is written once, where its ciphertext goes, and no copy of it is left.
+        let mut out =
+            BytesMut::with_capacity(MESSAGE_HEADER.len() + 8 + BOX_OVERHEAD + 1 + frame.len());
         out.put_slice(MESSAGE_HEADER);
         out.put_u64(short);
-        out.put_slice(&boxed);
+        let tag_at = out.len();
+        out.put_bytes(0, BOX_OVERHEAD);
+        out.put_u8(u8::from(more) | (u8::from(command) << 1));
+        out.put_slice(frame);
+        let tag = self
+            .shared
+            .encrypt_in_place_detached(
+                &nonce(self.send_prefix, &short.to_be_bytes()),
+                b"",
+                &mut out[tag_at + BOX_OVERHEAD..],
+            )
+            .map_err(|_| ProtoError::Cryptographic)?;
+        // NaCl's box layout: the tag, then the ciphertext.
+        out[tag_at..tag_at + BOX_OVERHEAD].copy_from_slice(&tag);
         Ok(out.freeze())
     }
 
@@ -228,16 +236,23 @@ impl FrameCipher {
         if short <= self.last_recv {
             return Err(ProtoError::InvalidNonce);
         }
-        let plain = open(
-            &self.shared,
-            &nonce(self.recv_prefix, &short.to_be_bytes()),
-            rest.get(8..).unwrap_or_default(),
-        )?;
+        let sealed = rest.get(8..).unwrap_or_default();
+        let (tag, ciphertext) = sealed.split_at(BOX_OVERHEAD);
+        // One copy of the ciphertext, opened in place; the frame is a slice of it.
+        let mut buf = BytesMut::from(ciphertext);
+        self.shared
+            .decrypt_in_place_detached(
+                &nonce(self.recv_prefix, &short.to_be_bytes()),
+                b"",
+                &mut buf,
+                crypto_box::aead::generic_array::GenericArray::from_slice(tag),
+            )
+            .map_err(|_| ProtoError::Cryptographic)?;
         // Only an authentic box advances the window (a forged nonce cannot block it).
         self.last_recv = short;
-        let (&flags, data) = plain.split_first().ok_or(ProtoError::MalformedCommand)?;
+        let flags = *buf.first().ok_or(ProtoError::MalformedCommand)?;
         Ok(Plaintext {
-            data: Bytes::copy_from_slice(data),
+            data: buf.freeze().slice(1..),
             more: flags & 0x01 != 0,
             command: flags & 0x02 != 0,
         })
