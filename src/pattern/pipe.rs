@@ -710,35 +710,14 @@ mod tests {
 #[cfg(test)]
 mod stress {
     use super::*;
-    use std::sync::Condvar;
-    use std::time::Duration;
+    use crate::shared::Signal;
+    use std::time::{Duration, Instant};
 
-    /// A wake-up that is remembered until taken, as a socket's or the I/O thread's is.
-    #[derive(Default)]
-    struct Signal {
-        raised: Mutex<bool>,
-        cv: Condvar,
-        count: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Notify for Signal {
-        fn notify(&self) {
-            self.count.fetch_add(1, Ordering::SeqCst);
-            *self.raised.lock().unwrap() = true;
-            self.cv.notify_one();
-        }
-    }
-
-    impl Signal {
-        /// Waits for a notification; false if none came within the timeout.
-        fn wait(&self) -> bool {
-            let g = self.raised.lock().unwrap();
-            let (mut g, _) = self
-                .cv
-                .wait_timeout_while(g, Duration::from_secs(10), |r| !*r)
-                .unwrap();
-            std::mem::take(&mut *g)
-        }
+    /// True if `ready()` holds, or once `signal` is raised after it was checked (the way a
+    /// socket waits on its pipes); false if no raise came within 10 s.
+    fn ready_or_woken(signal: &Signal, ready: impl FnOnce() -> bool) -> bool {
+        let seen = signal.seq();
+        ready() || signal.wait(seen, Some(Instant::now() + Duration::from_secs(10)))
     }
 
     #[cfg(miri)]
@@ -763,7 +742,7 @@ mod stress {
                     }
                     while !q.is_empty() {
                         if p2.push_many(&mut q) == 0 {
-                            assert!(p2.has_room() || ws2.wait(), "writer never woken");
+                            assert!(ready_or_woken(&ws2, || p2.has_room()), "writer never woken");
                         }
                     }
                 } else {
@@ -773,7 +752,10 @@ mod stress {
                             Ok(()) => break,
                             Err(back) => {
                                 msg = back;
-                                assert!(p2.has_room() || ws2.wait(), "writer never woken");
+                                assert!(
+                                    ready_or_woken(&ws2, || p2.has_room()),
+                                    "writer never woken"
+                                );
                             }
                         }
                     }
@@ -801,7 +783,7 @@ mod stress {
                     break;
                 }
                 assert!(
-                    p.is_readable() || rs.wait(),
+                    ready_or_woken(&rs, || p.is_readable()),
                     "reader never woken at {expect}"
                 );
             }
