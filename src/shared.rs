@@ -85,10 +85,11 @@ impl Signal {
                     }
                     std::hint::spin_loop();
                 }
-                if Instant::now() >= until {
+                let now = Instant::now();
+                if now >= until {
                     break;
                 }
-                if Instant::now() >= start + PURE_SPIN {
+                if now >= start + PURE_SPIN {
                     std::thread::yield_now();
                 }
             }
@@ -145,7 +146,7 @@ const SPIN_BATCH: u32 = 64;
 /// thread that needs this core (the other side, on a loaded or pinned machine) gets it.
 const PURE_SPIN: Duration = Duration::from_micros(10);
 
-/// How long a blocking receive or send spins before it sleeps: 0 when the process may run on
+/// How long a blocking receive awaiting a reply spins before it sleeps: 0 when the process may run on
 /// one CPU only (spinning would hold the core the other thread needs), else
 /// [`DEFAULT_SPIN`], or `FERROMQ_SPIN_US` microseconds if that variable is set.
 pub(crate) fn spin_budget() -> Duration {
