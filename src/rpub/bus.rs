@@ -1470,7 +1470,7 @@ impl SubShared {
     /// heartbeats are merely queued unread.
     fn times(&mut self) -> (u64, u64, bool) {
         let real = self.clock.now_ms();
-        let paused = self.machine.queued() >= self.max_pending;
+        let paused = self.reading_paused();
         match (paused, self.paused_since) {
             (true, None) => self.paused_since = Some(real),
             (false, Some(t)) => {
@@ -1482,17 +1482,22 @@ impl SubShared {
         (real, real.saturating_sub(self.paused_total), paused)
     }
 
+    /// The sans-IO queue holds `max_pending` deliveries: no socket is read until it drains.
+    fn reading_paused(&self) -> bool {
+        self.machine.queued() >= self.max_pending
+    }
+
     /// Moves deliveries from the sans-IO queue to `buf`, up to `max` there; rings the
     /// background thread if that resumes reading.
     fn fill(&mut self, buf: &mut VecDeque<Delivery>, max: usize, wakes: &Wakes) {
-        let paused = self.machine.queued() >= self.max_pending;
+        let paused = self.reading_paused();
         while buf.len() < max {
             match self.machine.poll_event() {
                 Some(d) => buf.push_back(d),
                 None => break,
             }
         }
-        if paused && self.machine.queued() < self.max_pending {
+        if paused && !self.reading_paused() {
             wakes.bg.raise();
         }
     }
@@ -1704,25 +1709,23 @@ impl SubLoop {
             return Ok((sh.read_data(now, w)?, i64::MAX));
         }
         self.took_over = None;
-        match self.defer {
-            Some((at, d)) if real < at => {
-                if d != reads {
-                    self.defer = Some((real.saturating_add(DEFER_MS), reads));
+        let defer_again = match self.defer {
+            Some((at, d)) if d == reads => {
+                if real < at {
+                    return Ok((false, DEFER_MS as i64));
                 }
-                return Ok((false, DEFER_MS as i64));
+                // The application did not read the SUB in its time: take it over.
+                self.took_over = Some(reads);
+                false
             }
-            Some((_, d)) if d != reads => {
-                // The application read the SUB since: data still there gets the same time.
-                self.defer = Some((real.saturating_add(DEFER_MS), reads));
-                return Ok((false, DEFER_MS as i64));
-            }
-            Some(_) => self.took_over = Some(reads),
-            None if reads > 0 => {
-                // The application reads the SUB itself (it has done so): leave it the data.
-                self.defer = Some((real.saturating_add(DEFER_MS), reads));
-                return Ok((false, DEFER_MS as i64));
-            }
-            None => {}
+            // The application read the SUB since: data still there gets the same time.
+            Some(_) => true,
+            // The application reads the SUB itself (it has done so): leave it the data.
+            None => reads > 0,
+        };
+        if defer_again {
+            self.defer = Some((real.saturating_add(DEFER_MS), reads));
+            return Ok((false, DEFER_MS as i64));
         }
         self.defer = None;
         Ok((sh.read_data(now, w)?, i64::MAX))
