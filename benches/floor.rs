@@ -48,6 +48,18 @@ fn fmt_rate(r: f64, size: usize) -> String {
 }
 
 type LatFn = fn(usize, usize) -> Vec<f64>;
+type RateFn = fn(usize, usize) -> f64;
+/// A throughput floor: its name, the workload, and (size, count) of each row.
+type RateCase = (&'static str, RateFn, [(usize, usize); 2]);
+
+const RATES: [RateCase; 2] = [
+    (
+        "tcp stream",
+        thr_tcp,
+        [(64 << 10, 20_000), (1 << 20, 1_000)],
+    ),
+    ("memcpy", memcpy, [(64 << 10, 200_000), (1 << 20, 10_000)]),
+];
 
 const LATS: [(&str, LatFn); 3] = [
     ("blocking", lat_blocking),
@@ -114,20 +126,14 @@ fn main() {
             });
         println!("| latency, {name} | tcp {size} B, p50 / p99 us (half RT) | {p50:.1} / {p99:.1} | {pin} |");
     }
-    for (size, n) in [(64usize << 10, 20_000usize), (1 << 20, 1_000)] {
-        let r = median((0..reps).map(|_| thr_tcp(size, n)).collect());
-        println!(
-            "| tcp stream | {} KiB | {} | – |",
-            size >> 10,
-            fmt_rate(r, size)
-        );
-    }
-    for (size, n) in [(64usize << 10, 200_000usize), (1 << 20, 10_000)] {
-        let r = median((0..reps).map(|_| memcpy(size, n)).collect());
-        println!(
-            "| memcpy | {} KiB | {} | – |",
-            size >> 10,
-            fmt_rate(r, size)
-        );
+    for (name, f, sizes) in RATES {
+        for (size, n) in sizes {
+            let r = median((0..reps).map(|_| f(size, n)).collect());
+            println!(
+                "| {name} | {} KiB | {} | – |",
+                size >> 10,
+                fmt_rate(r, size)
+            );
+        }
     }
 }
